@@ -1,0 +1,139 @@
+"""Validated tables -> CSR batches: points grouped by (image, class), row order kept.
+
+Group ``k = image_rank * n_classes + class_rank``; the points of group k are
+``[off[k], off[k+1])`` of flat float64 coordinate arrays. Images rank by id (numbers
+by value, strings lexicographically), classes likewise; that image order is also the
+order in which AP concatenates images.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .io import InputError, _rows
+
+NORMALIZE = ("none", "wh", "diag")
+SINGLE_CLASS = 0  # the class value of every point when no table has a class column
+
+
+@dataclass
+class Batch:
+    image_ids: pa.Array          # evaluated image ids, ascending
+    classes: list                # class values, ascending
+    gt_x: np.ndarray
+    gt_y: np.ndarray
+    gt_off: np.ndarray           # n_groups + 1
+    pred_x: np.ndarray
+    pred_y: np.ndarray
+    pred_score: np.ndarray       # None without a score column
+    pred_off: np.ndarray
+
+    @property
+    def n_images(self):
+        return len(self.image_ids)
+
+    @property
+    def n_classes(self):
+        return len(self.classes)
+
+    def pred_group(self):
+        """Group index of every prediction."""
+        return np.repeat(np.arange(self.pred_off.size - 1), np.diff(self.pred_off))
+
+
+def _kind(array):
+    return "string" if pa.types.is_string(array.type) else "integer"
+
+
+def _sorted_unique(*arrays):
+    values = pc.unique(pa.chunked_array([a for a in arrays if len(a)] or [arrays[0]]))
+    return values.take(pc.sort_indices(values))
+
+
+def _check_same_kind(tables, column, problems):
+    kinds = {t.label: _kind(getattr(t, column)) for t in tables if getattr(t, column) is not None}
+    if len(set(kinds.values())) > 1:
+        problems.append(f"column '{'class' if column == 'klass' else column}' is "
+                        + " but ".join(f"{k} in {label}" for label, k in kinds.items()))
+
+
+def _ranks(values, universe, table, column, problems):
+    rank = pc.index_in(values, value_set=universe)
+    if rank.null_count:
+        unknown = np.asarray(rank.is_null())
+        problems.append(f"{table.label}: column '{column}' has {int(unknown.sum())} ids not in "
+                        f"the images table ({_rows(unknown, np.asarray(values.to_numpy(zero_copy_only=False)))})")
+        return None
+    return np.asarray(rank.fill_null(0), dtype=np.int64)
+
+
+def _scales(images, ids, normalize):
+    """Per evaluated image, the divisors of x and y, or None for 'none'."""
+    if normalize == "none":
+        return None
+    if images is None or images.width is None or images.height is None:
+        raise InputError(f"normalize '{normalize}' needs an images table with 'width' and "
+                         "'height' columns")
+    at = np.asarray(pc.index_in(ids, value_set=images.image_id), dtype=np.int64)
+    width, height = images.width[at], images.height[at]
+    if normalize == "wh":
+        return width, height
+    diagonal = np.sqrt(width * width + height * height)
+    return diagonal, diagonal
+
+
+def _group(table, image_rank, class_rank, n_classes, n_groups, scales):
+    key = image_rank * n_classes + class_rank
+    order = np.argsort(key, kind="stable")
+    off = np.zeros(n_groups + 1, np.int64)
+    np.cumsum(np.bincount(key, minlength=n_groups), out=off[1:])
+    x, y = table.x, table.y
+    if scales is not None:
+        x = x / scales[0][image_rank]
+        y = y / scales[1][image_rank]
+    return x[order], y[order], off, order
+
+
+def build_batch(gt, pred, images=None, normalize="none"):
+    """Checked tables -> one Batch holding every evaluated image."""
+    if normalize not in NORMALIZE:
+        raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, got '{normalize}'")
+    problems = []
+    _check_same_kind([t for t in (gt, pred, images) if t is not None], "image_id", problems)
+    has_class = [t.klass is not None for t in (gt, pred)]
+    if has_class[0] != has_class[1]:
+        with_class, without = (gt, pred) if has_class[0] else (pred, gt)
+        problems.append(f"{with_class.label} has a 'class' column but {without.label} "
+                        "does not: give classes on both sides or neither")
+    elif has_class[0]:
+        _check_same_kind([gt, pred], "klass", problems)
+    if problems:
+        raise InputError(problems)
+
+    ids = images.image_id if images is not None else None
+    if ids is None:
+        ids = _sorted_unique(gt.image_id, pred.image_id)
+    else:
+        ids = ids.take(pc.sort_indices(ids))
+    gt_image = _ranks(gt.image_id, ids, gt, "image_id", problems)
+    pred_image = _ranks(pred.image_id, ids, pred, "image_id", problems)
+    if problems:
+        raise InputError(problems)
+    if has_class[0]:
+        class_values = _sorted_unique(gt.klass, pred.klass)
+        gt_class = np.asarray(pc.index_in(gt.klass, value_set=class_values), dtype=np.int64)
+        pred_class = np.asarray(pc.index_in(pred.klass, value_set=class_values), dtype=np.int64)
+        classes = class_values.to_pylist()
+    else:
+        classes = [SINGLE_CLASS]
+        gt_class = np.zeros(len(gt), np.int64)
+        pred_class = np.zeros(len(pred), np.int64)
+
+    scales = _scales(images, ids, normalize)
+    n_groups = len(ids) * len(classes)
+    gt_x, gt_y, gt_off, _ = _group(gt, gt_image, gt_class, len(classes), n_groups, scales)
+    pred_x, pred_y, pred_off, order = _group(pred, pred_image, pred_class, len(classes),
+                                             n_groups, scales)
+    score = pred.score[order] if pred.score is not None else None
+    return Batch(ids, classes, gt_x, gt_y, gt_off, pred_x, pred_y, score, pred_off)

@@ -1,0 +1,103 @@
+"""The `pointscore` command: a thin layer over engine.evaluate (spec section 8).
+
+Exit status: 0 success, 2 bad input or usage (one line per problem), 1 internal error.
+"""
+import argparse
+import logging
+import os
+import sys
+from contextlib import ExitStack
+
+from .device import DEVICES
+from .evaluate import MATCH, evaluate
+from .batch import NORMALIZE
+from .io import InputError
+from .report import atomic_path, summary_json, text_table, write_per_image
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise InputError(f"usage error: {message} (see 'pointscore {self.prog.split()[-1]} --help')")
+
+
+def parse_thresholds(text):
+    """'start:stop:step' (stop included within half a step) or 'a,b,c'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int((stop - start) / step + 0.5)
+            values = [round(start + i * step, 10) for i in range(n + 1)]
+        else:
+            values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"--thresholds: expected start:stop:step or a,b,c with numbers, "
+                         f"got '{text}'") from None
+    if any(not v > 0 for v in values):
+        raise InputError(f"--thresholds: every threshold must be > 0, got '{text}'")
+    return sorted(set(values))
+
+
+def _parser():
+    parser = _Parser(prog="pointscore", description="Score point predictions against "
+                     "ground truth: counting errors, P/R/F1 and mAP@d.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    ev = commands.add_parser("evaluate", help="score one prediction table")
+    ev.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
+    ev.add_argument("--pred", required=True, help="predicted points")
+    ev.add_argument("--images", help="images table: image_id[, width, height]")
+    ev.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
+                    help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
+    ev.add_argument("--normalize", choices=NORMALIZE, default="none")
+    ev.add_argument("--match", choices=MATCH, default="greedy")
+    ev.add_argument("--score-threshold", type=float, default=None,
+                    help="keep predictions with score >= S at the operating point")
+    ev.add_argument("--device", choices=DEVICES, default="auto")
+    ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
+    ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    return parser
+
+
+def _evaluate(args):
+    report = evaluate(args.gt, args.pred, args.images, thresholds=args.thresholds,
+                      normalize=args.normalize, match=args.match,
+                      score_threshold=args.score_threshold, device=args.device)
+    for line in report.notes:
+        print(line, file=sys.stderr)
+    # Both files are complete before either takes its final name.
+    with ExitStack() as stack:
+        if args.per_image:
+            write_per_image(report.per_image, stack.enter_context(atomic_path(args.per_image)))
+        if args.json and args.json != "-":
+            with open(stack.enter_context(atomic_path(args.json)), "w", encoding="utf-8") as out:
+                out.write(summary_json(report.summary))
+    if args.json == "-":
+        sys.stdout.write(summary_json(report.summary))
+    else:
+        sys.stdout.write(text_table(report.summary))
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        args = _parser().parse_args(argv)
+        _evaluate(args)
+    except InputError as exc:
+        for line in exc.problems:
+            print(f"pointscore: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pointscore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an internal error: one line, the traceback only on request
+        if os.environ.get("POINTSCORE_DEBUG"):
+            raise
+        print(f"pointscore: internal error: {type(exc).__name__}: {exc} "
+              "(set POINTSCORE_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Device detection and dispatch. Detection never raises: a machine without a driver,
+without CuPy or without numba-cuda simply has no usable GPU."""
+import os
+
+import numpy as np
+
+from kernels import cpu
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def simulated():
+    """True when Numba's CUDA simulator is on: kernels run, but on the CPU."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+
+
+def gpu_usable():
+    """A real CUDA device with CuPy and Numba both able to use it."""
+    if simulated():
+        return False
+    try:
+        import cupy
+        from numba import cuda
+        return bool(cupy.is_available()) and bool(cuda.is_available())
+    except Exception:  # no CuPy, no driver, broken install: all mean "no GPU"
+        return False
+
+
+class CpuBackend:
+    """Numba CPU kernels, parallel over (image, class) groups."""
+    name = "cpu"
+    xp = np
+
+    def candidates(self, batch, dmax):
+        return cpu.candidate_pairs(batch.gt_x, batch.gt_y, batch.gt_off,
+                                   batch.pred_x, batch.pred_y, batch.pred_off, dmax)
+
+    def match_at_dmax(self, nearest, batch, cand, kept):
+        return cpu.match_at_dmax(nearest, batch.pred_off, batch.gt_off, *cand, kept)
+
+    def score_order_match(self, batch, cand, d2_thresholds):
+        return cpu.score_order_match(batch.pred_off, batch.gt_off, *cand,
+                                     batch.pred_score, d2_thresholds)
+
+
+def backend_for(device):
+    """(backend, note): the backend that runs ``device``, and an info line or None."""
+    from .io import InputError
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}, got '{device}'")
+    if device == "cpu":
+        return CpuBackend(), None
+    if device == "auto":
+        if gpu_usable():
+            from .gpu import GpuBackend
+            return GpuBackend(), None
+        return CpuBackend(), "pointscore: no usable GPU, running on the CPU"
+    if gpu_usable() or simulated():
+        from .gpu import GpuBackend
+        return GpuBackend(), None
+    raise InputError("device 'gpu' asked for, but no usable GPU was found (needs a CUDA "
+                     "driver, CuPy and numba-cuda: pip install 'pointscore[gpu]')")

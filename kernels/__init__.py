@@ -1,0 +1,1 @@
+"""pointscore's compute: numpy reference rules, Numba CPU kernels, Numba CUDA kernels."""
