@@ -53,7 +53,7 @@ class MetricState:
         kept = kept_count.reshape(n_images, n_c)
         self.gt_points += gt.sum(axis=0)
         self.pred_points += all_count.reshape(n_images, n_c).sum(axis=0)
-        tp = group_tp.reshape(n_images, n_c, -1).sum(axis=0)
+        tp = group_tp.reshape(n_images, n_c, self.thresholds.size).sum(axis=0)
         self.tp += tp
         self.fp += kept.sum(axis=0)[:, None] - tp
         self.fn += gt.sum(axis=0)[:, None] - tp

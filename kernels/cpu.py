@@ -58,7 +58,7 @@ def _bin_points(gx, gy, xmin, ymin, cell, nx, ny):
 def _cell_range(coord, origin, cell, ncells):
     """First and last cell index (inclusive) that can hold a point within one cell."""
     t = (coord - origin) / cell
-    if t < -1.5 or t > ncells + 0.5:
+    if t < -1.0 or t >= ncells + 1.0:  # also keeps far-away points from overflowing int
         return 0, -1
     c = int(np.floor(t))
     return max(c - 1, 0), min(c + 1, ncells - 1)

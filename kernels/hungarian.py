@@ -14,6 +14,8 @@ from .cpu import edge_components
 def _first_per_component(comp, d2):
     """Index of the least-d² edge of each component (components sorted ascending)."""
     order = np.lexsort((d2, comp))
+    if order.size == 0:
+        return order
     starts = np.flatnonzero(np.r_[True, comp[order][1:] != comp[order][:-1]])
     return order[starts]
 
@@ -48,8 +50,8 @@ def match_threshold(p_off, g_off, cand_off, cand_gt, cand_d2, kept, d):
     n_gts = np.bincount(gt_seen[0], minlength=n_edges.size)
     star = (n_preds == 1) | (n_gts == 1)
     # A component with one point on a side matches exactly one pair: its nearest.
-    chosen = [_first_per_component(comp[star[comp]], e_d2[star[comp]])]
-    chosen[0] = np.flatnonzero(star[comp])[chosen[0]]
+    in_star = np.flatnonzero(star[comp])
+    chosen = [in_star[_first_per_component(comp[in_star], e_d2[in_star])]]
     by_comp = np.argsort(comp, kind="stable")
     bounds = np.r_[0, np.cumsum(n_edges)]
     for k in np.flatnonzero(~star):

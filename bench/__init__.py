@@ -1,0 +1,1 @@
+"""Benchmarks and external reference evaluators for pointscore (python -m bench)."""

@@ -1,0 +1,15 @@
+"""Test-wide settings, applied before numba is first imported.
+
+- NUMBA_BOUNDSCHECK=1: an out-of-bounds index in a kernel raises instead of reading junk.
+- NUMBA_ENABLE_CUDASIM=1: the CUDA kernels run in Numba's simulator on this GPU-less CI.
+- NUMBA_CACHE_DIR: bounds-checked builds are cached apart from the normal ones.
+"""
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
+os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-test-cache"))
+sys.path.insert(0, str(ROOT))  # bench/ holds the COCO peers used as an oracle

@@ -1,0 +1,136 @@
+"""The whole contract in plain Python: the oracle the engine is tested against.
+
+Points are grouped by (image, class) with dicts and lists, every pair is looked at
+(kernels.reference), every threshold is matched from scratch, and every metric is
+written as the spec states it. Slow, short and obviously right.
+"""
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from kernels import reference
+
+
+def _column(table, name, default=None):
+    return list(table[name]) if name in table else default
+
+
+def _rate(num, den, empty):
+    return num / den if den > 0 else empty
+
+
+def _rates(tp, fp, fn):
+    return {"precision": _rate(tp, tp + fp, 1.0 if fn == 0 else 0.0),
+            "recall": _rate(tp, tp + fn, 1.0 if fp == 0 else 0.0),
+            "f1": _rate(2 * tp, 2 * tp + fp + fn, 1.0)}
+
+
+def _counting(true_pred_pairs):
+    if not true_pred_pairs:
+        return {"mae": None, "rmse": None, "nae": None}
+    errors = [p - t for t, p in true_pred_pairs]
+    nae_terms = [abs(p - t) / t for t, p in true_pred_pairs if t > 0]
+    return {"mae": sum(abs(e) for e in errors) / len(errors),
+            "rmse": math.sqrt(sum(e * e for e in errors) / len(errors)),
+            "nae": math.fsum(nae_terms) / len(nae_terms) if nae_terms else None}
+
+
+def _mean_over(values):
+    return float(np.mean(values)) if values else None
+
+
+def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match="greedy",
+             score_threshold=None):
+    """Dicts of columns in; the metric fields of the spec's summary out."""
+    has_class = "class" in gt
+    has_score = "score" in pred
+    image_ids = sorted(set(images["image_id"]) if images is not None
+                       else set(gt["image_id"]) | set(pred["image_id"]))
+    classes = sorted(set(gt["class"]) | set(pred["class"])) if has_class else [0]
+    scale = {i: (1.0, 1.0) for i in image_ids}
+    if normalize != "none":
+        for i, w, h in zip(images["image_id"], images["width"], images["height"]):
+            diag = math.sqrt(w * w + h * h)
+            scale[i] = (w, h) if normalize == "wh" else (diag, diag)
+
+    gt_pts, pred_pts = defaultdict(list), defaultdict(list)
+    for i, x, y, c in zip(gt["image_id"], gt["x"], gt["y"], _column(gt, "class", [0] * len(gt["x"]))):
+        gt_pts[i, c].append((x / scale[i][0], y / scale[i][1]))
+    scores = _column(pred, "score", [0.0] * len(pred["x"]))
+    for i, x, y, c, s in zip(pred["image_id"], pred["x"], pred["y"],
+                             _column(pred, "class", [0] * len(pred["x"])), scores):
+        pred_pts[i, c].append((x / scale[i][0], y / scale[i][1], s))
+
+    def kept(preds):
+        return [p for p in preds if score_threshold is None or p[2] >= score_threshold]
+
+    def xy(points):
+        return np.array([p[:2] for p in points], dtype=np.float64).reshape(-1, 2)
+
+    rule = reference.POLICIES[match]
+    n_t = len(thresholds)
+    tp = {c: [0] * n_t for c in classes}
+    dists = {c: [[] for _ in range(n_t)] for c in classes}
+    for t, d in enumerate(thresholds):
+        for i in image_ids:
+            for c in classes:
+                found = rule(xy(kept(pred_pts[i, c])), xy(gt_pts[i, c]), d)
+                tp[c][t] += len(found)
+                dists[c][t] += [math.sqrt(d2) for _, d2 in found.values()]
+
+    n_gt = {c: sum(len(gt_pts[i, c]) for i in image_ids) for c in classes}
+    n_kept = {c: sum(len(kept(pred_pts[i, c])) for i in image_ids) for c in classes}
+    ap = {c: [None] * n_t for c in classes}
+    if has_score:
+        for c in classes:
+            if n_gt[c] == 0:
+                continue
+            for t, d in enumerate(thresholds):
+                all_scores, all_tp = [], []
+                for i in image_ids:
+                    preds = pred_pts[i, c]
+                    found = reference.score_order(xy(preds), [p[2] for p in preds], xy(gt_pts[i, c]), d)
+                    all_scores += [p[2] for p in preds]
+                    all_tp += [k in found for k in range(len(preds))]
+                ap[c][t] = reference.coco101_ap(all_scores, all_tp, n_gt[c])
+
+    out_classes = {}
+    for c in classes:
+        fp = [n_kept[c] - v for v in tp[c]]
+        fn = [n_gt[c] - v for v in tp[c]]
+        rates = [_rates(a, b, e) for a, b, e in zip(tp[c], fp, fn)]
+        out_classes[str(c)] = {
+            "gt_points": n_gt[c],
+            "pred_points": sum(len(pred_pts[i, c]) for i in image_ids),
+            "tp": tp[c], "fp": fp, "fn": fn,
+            **{k: [r[k] for r in rates] for k in ("precision", "recall", "f1")},
+            "loc_error": [math.fsum(ds) / n if n else None for ds, n in zip(dists[c], tp[c])],
+            "ap": ap[c],
+            "counting": _counting([(len(gt_pts[i, c]), len(kept(pred_pts[i, c])))
+                                   for i in image_ids]),
+        }
+    micro_tp = [sum(tp[c][t] for c in classes) for t in range(n_t)]
+    micro_fp = [sum(n_kept.values()) - v for v in micro_tp]
+    micro_fn = [sum(n_gt.values()) - v for v in micro_tp]
+    micro_rates = [_rates(a, b, e) for a, b, e in zip(micro_tp, micro_fp, micro_fn)]
+    scored = [c for c in classes if n_gt[c] > 0]
+    macro = {k: [_mean_over([out_classes[str(c)][k][t] for c in scored]) for t in range(n_t)]
+             for k in ("precision", "recall", "f1")}
+    macro["ap"] = [_mean_over([ap[c][t] for c in scored]) if has_score else None
+                   for t in range(n_t)]
+    return {
+        "images": len(image_ids),
+        "gt_points": sum(n_gt.values()),
+        "pred_points": len(pred["x"]),
+        "counting": _counting([(sum(len(gt_pts[i, c]) for c in classes),
+                                sum(len(kept(pred_pts[i, c])) for c in classes))
+                               for i in image_ids]),
+        "micro": {"tp": micro_tp, "fp": micro_fp, "fn": micro_fn,
+                  **{k: [r[k] for r in micro_rates] for k in ("precision", "recall", "f1")},
+                  "loc_error": [math.fsum(d for c in classes for d in dists[c][t]) / n if n else None
+                                for t, n in enumerate(micro_tp)]},
+        "macro": macro,
+        "map": float(np.mean(macro["ap"])) if all(v is not None for v in macro["ap"]) else None,
+        "classes": out_classes,
+    }
