@@ -94,9 +94,9 @@ class MetricState:
             raise ValueError("cannot merge states with and without scores")
         for value in sorted(set(other.classes) - set(self.classes)):
             self._add_class(value)
-        at = [self.classes.index(v) for v in other.classes]
+        at = np.array([self.classes.index(v) for v in other.classes], np.int64)
         pooled = len(self.classes)
-        rows = at + [pooled]
+        rows = np.append(at, pooled)
         self.n_images += other.n_images
         self.gt_points[at] += other.gt_points
         self.pred_points[at] += other.pred_points
@@ -105,9 +105,9 @@ class MetricState:
         for name in ("abs_err", "sq_err", "nae_images"):
             getattr(self, name)[rows] += getattr(other, name)
         n_t = self.thresholds.size
-        dist_keys = (np.asarray(at)[:, None] * n_t + np.arange(n_t)).ravel()
+        dist_keys = (at[:, None] * n_t + np.arange(n_t)).ravel()
         _merge_exact(self.dist, other.dist, dist_keys)
-        _merge_exact(self.nae, other.nae, np.asarray(rows))
+        _merge_exact(self.nae, other.nae, rows)
         for src, dst in enumerate(at):
             images = pa.concat_arrays([self.ap_image[dst].cast(other.ap_image[src].type),
                                        other.ap_image[src]])
