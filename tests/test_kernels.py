@@ -1,0 +1,97 @@
+"""Numba CPU kernels against the plain rules of kernels.reference, group by group."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from kernels import cpu, reference
+
+SETTINGS = settings(max_examples=80, deadline=None)
+
+
+@st.composite
+def groups(draw):
+    """One CSR batch of a few groups; coordinates from clustered, spread and far-out
+    scales so the grid's cell sizing, capping and out-of-range cells are all hit."""
+    n_groups = draw(st.integers(1, 4))
+    scale = draw(st.sampled_from([1.0, 100.0, 1e6]))
+    integer = draw(st.booleans())
+    coord = st.integers(0, 5).map(float) if integer else st.floats(0, 5, allow_nan=False)
+
+    def side():
+        sizes = draw(st.lists(st.integers(0, 9), min_size=n_groups, max_size=n_groups))
+        n = sum(sizes)
+        xs = np.array(draw(st.lists(coord, min_size=n, max_size=n)), dtype=np.float64) * scale
+        ys = np.array(draw(st.lists(coord, min_size=n, max_size=n)), dtype=np.float64) * scale
+        return xs, ys, np.r_[0, np.cumsum(sizes)].astype(np.int64)
+
+    gx, gy, g_off = side()
+    px, py, p_off = side()
+    d = draw(st.sampled_from([0.5, 1.0, 2.0, 5.0])) * scale
+    return gx, gy, g_off, px, py, p_off, d
+
+
+def _group_xy(x, y, off, k):
+    return np.column_stack([x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]])
+
+
+@SETTINGS
+@given(batch=groups())
+def test_candidates_are_every_pair_within_d_sorted_by_d2_then_gt(batch):
+    gx, gy, g_off, px, py, p_off, d = batch
+    cand_off, cand_gt, cand_d2 = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
+    for k in range(g_off.size - 1):
+        d2 = reference.pair_d2(_group_xy(px, py, p_off, k), _group_xy(gx, gy, g_off, k))
+        for i in range(d2.shape[0]):
+            p = p_off[k] + i
+            expected = sorted((d2[i, g], g_off[k] + g) for g in range(d2.shape[1])
+                              if d2[i, g] <= d * d)
+            got = list(zip(cand_d2[cand_off[p]:cand_off[p + 1]],
+                           cand_gt[cand_off[p]:cand_off[p + 1]]))
+            assert got == expected
+
+
+@pytest.mark.parametrize("rule", ["greedy", "nearest"])
+@SETTINGS
+@given(batch=groups(), kept_seed=st.integers(0, 2**32 - 1))
+def test_one_pass_at_dmax_equals_each_threshold_from_scratch(rule, batch, kept_seed):
+    gx, gy, g_off, px, py, p_off, d = batch
+    kept = np.random.default_rng(kept_seed).random(px.size) < 0.8
+    cand = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
+    match_gt, match_d2 = cpu.match_at_dmax(rule == "nearest", p_off, g_off, *cand, kept)
+    for small_d in (d / 2, d):
+        for k in range(g_off.size - 1):
+            idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
+            expected = reference.POLICIES[rule](
+                _group_xy(px, py, p_off, k)[idx], _group_xy(gx, gy, g_off, k), small_d)
+            got = {}
+            for j, i in enumerate(idx):
+                p = p_off[k] + i
+                if match_gt[p] >= 0 and match_d2[p] <= small_d * small_d:
+                    got[j] = (match_gt[p] - g_off[k], match_d2[p])
+            assert got == expected
+
+
+@SETTINGS
+@given(batch=groups(), score_seed=st.integers(0, 2**32 - 1))
+def test_score_order_matching_equals_reference(batch, score_seed):
+    gx, gy, g_off, px, py, p_off, d = batch
+    score = np.random.default_rng(score_seed).choice([0.2, 0.5, 0.9], px.size)  # with ties
+    thresholds = np.array([d / 3, d / 2, d])
+    cand = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
+    is_tp = cpu.score_order_match(p_off, g_off, *cand, score, thresholds ** 2)
+    for t, dt in enumerate(thresholds):
+        for k in range(g_off.size - 1):
+            sl = slice(p_off[k], p_off[k + 1])
+            expected = reference.score_order(_group_xy(px, py, p_off, k), score[sl],
+                                             _group_xy(gx, gy, g_off, k), dt)
+            assert set(np.flatnonzero(is_tp[t, sl])) == set(expected)
+
+
+def test_far_away_and_collinear_points_do_not_overflow_the_grid():
+    gx = np.array([0.0, 1e12, 2e12])
+    gy = np.zeros(3)
+    px = np.array([1e12 + 0.5, -1e15, 1e300])
+    py = np.array([0.0, 0.0, 0.0])
+    off = np.array([0, 3], np.int64)
+    cand_off, cand_gt, cand_d2 = cpu.candidate_pairs(gx, gy, off, px, py, off, 1.0)
+    assert cand_off.tolist() == [0, 1, 1, 1] and cand_gt.tolist() == [1]
