@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from kernels import cpu
+from kernels import knn
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -31,16 +31,16 @@ class CpuBackend:
     name = "cpu"
     xp = np
 
-    def candidates(self, batch, dmax):
-        return cpu.candidate_pairs(batch.gt_x, batch.gt_y, batch.gt_off,
-                                   batch.pred_x, batch.pred_y, batch.pred_off, dmax)
-
-    def match_at_dmax(self, nearest, batch, cand, kept):
-        return cpu.match_at_dmax(nearest, batch.pred_off, batch.gt_off, *cand, kept)
-
-    def score_order_match(self, batch, cand, d2_thresholds):
-        return cpu.score_order_match(batch.pred_off, batch.gt_off, *cand,
-                                     batch.pred_score, d2_thresholds)
+    def match(self, batch, dmax, kept, nearest, d2_thresholds):
+        """Greedy (or nearest) matching at dmax, and with d2_thresholds COCO's AP
+        matching per threshold: (match_gt, match_d2, is_tp or None)."""
+        with_ap = d2_thresholds is not None
+        score = batch.pred_score if with_ap else np.zeros(batch.pred_x.size)
+        match_gt, match_d2, is_tp = knn.match_groups(
+            nearest, batch.pred_off, batch.gt_off, batch.pred_x, batch.pred_y,
+            batch.gt_x, batch.gt_y, kept, dmax, score,
+            d2_thresholds if with_ap else np.zeros(0), with_ap)
+        return match_gt, match_d2, is_tp if with_ap else None
 
 
 def backend_for(device):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from kernels.cpu import candidate_pairs
 from kernels.hungarian import match_threshold
 
 from .batch import NORMALIZE, build_batch
@@ -105,17 +106,24 @@ def score_batch(batch, thresholds, match, score_threshold, backend):
     pred_class = pred_group % n_c
     kept = np.ones(pred_group.size, bool) if score_threshold is None \
         else batch.pred_score >= score_threshold
-    cand = backend.candidates(batch, float(thresholds[-1]))
+    dmax = float(thresholds[-1])
+    ap_thresholds = d2_thresholds if batch.pred_score is not None else None
 
     if match == "hungarian":
+        # Optimal matching is not monotone in d and needs every pair: always on the CPU.
+        cand = candidate_pairs(batch.gt_x, batch.gt_y, batch.gt_off,
+                               batch.pred_x, batch.pred_y, batch.pred_off, dmax)
         found = [match_threshold(batch.pred_off, batch.gt_off, *cand, kept, float(d))
                  for d in thresholds]
         pred_idx = np.concatenate([f[0] for f in found])
         d2 = np.concatenate([f[2] for f in found])
         t_idx = np.repeat(np.arange(n_t), [f[0].size for f in found])
         running = False
+        is_tp = backend.match(batch, dmax, kept, False, ap_thresholds)[2] \
+            if ap_thresholds is not None else None
     else:
-        match_gt, match_d2 = backend.match_at_dmax(match == "nearest", batch, cand, kept)
+        match_gt, match_d2, is_tp = backend.match(batch, dmax, kept, match == "nearest",
+                                                  ap_thresholds)
         pred_idx = np.flatnonzero(match_gt >= 0)
         d2 = match_d2[pred_idx]
         # The pair counts from the first threshold that admits it onwards.
@@ -131,8 +139,7 @@ def score_batch(batch, thresholds, match, score_threshold, backend):
     kept_count = np.bincount(pred_group[kept], minlength=n_groups)
     state.add_counts(batch.n_images, gt_count, kept_count, np.diff(batch.pred_off), group_tp)
     state.add_distances(pred_class[pred_idx] * n_t + t_idx, np.sqrt(d2), running)
-    if batch.pred_score is not None:
-        is_tp = backend.score_order_match(batch, cand, d2_thresholds)
+    if is_tp is not None:
         image_of_pred = batch.image_ids.take(pa.array(pred_group // n_c))
         state.add_ap_lists(pred_class, image_of_pred, batch.pred_score, is_tp)
     return state, _per_image_table(batch, thresholds, gt_count, kept_count, group_tp)

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernels import cpu, reference
+from kernels import cpu, knn, reference
 
 SETTINGS = settings(max_examples=80, deadline=None)
 
 
 @st.composite
-def groups(draw):
+def groups(draw, max_points=9):
     """One CSR batch of a few groups; coordinates from clustered, spread and far-out
     scales so the grid's cell sizing, capping and out-of-range cells are all hit."""
     n_groups = draw(st.integers(1, 4))
@@ -18,7 +18,7 @@ def groups(draw):
     coord = st.integers(0, 5).map(float) if integer else st.floats(0, 5, allow_nan=False)
 
     def side():
-        sizes = draw(st.lists(st.integers(0, 9), min_size=n_groups, max_size=n_groups))
+        sizes = draw(st.lists(st.integers(0, max_points), min_size=n_groups, max_size=n_groups))
         n = sum(sizes)
         xs = np.array(draw(st.lists(coord, min_size=n, max_size=n)), dtype=np.float64) * scale
         ys = np.array(draw(st.lists(coord, min_size=n, max_size=n)), dtype=np.float64) * scale
@@ -95,3 +95,28 @@ def test_far_away_and_collinear_points_do_not_overflow_the_grid():
     off = np.array([0, 3], np.int64)
     cand_off, cand_gt, cand_d2 = cpu.candidate_pairs(gx, gy, off, px, py, off, 1.0)
     assert cand_off.tolist() == [0, 1, 1, 1] and cand_gt.tolist() == [1]
+
+
+# Groups larger than knn.K, on a small integer board: windows run out, ties abound.
+@pytest.mark.parametrize("rule", ["greedy", "nearest"])
+@SETTINGS
+@given(batch=groups(max_points=30), seed=st.integers(0, 2**32 - 1))
+def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
+    gx, gy, g_off, px, py, p_off, d = batch
+    rng = np.random.default_rng(seed)
+    kept = rng.random(px.size) < 0.8
+    score = rng.choice([0.2, 0.5, 0.9], px.size)
+    thresholds = np.array([d / 3, d / 2, d])
+    match_gt, match_d2, is_tp = knn.match_groups(rule == "nearest", p_off, g_off, px, py,
+                                                 gx, gy, kept, d, score, thresholds ** 2, True)
+    for k in range(g_off.size - 1):
+        pred_xy, gt_xy = _group_xy(px, py, p_off, k), _group_xy(gx, gy, g_off, k)
+        idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
+        expected = reference.POLICIES[rule](pred_xy[idx], gt_xy, d)
+        got = {j: (match_gt[p_off[k] + i] - g_off[k], match_d2[p_off[k] + i])
+               for j, i in enumerate(idx) if match_gt[p_off[k] + i] >= 0}
+        assert got == expected
+        for t, dt in enumerate(thresholds):
+            sl = slice(p_off[k], p_off[k + 1])
+            assert set(np.flatnonzero(is_tp[t, sl])) == \
+                set(reference.score_order(pred_xy, score[sl], gt_xy, dt))
