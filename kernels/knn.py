@@ -55,10 +55,12 @@ def _offer(d2, g, out_d2, out_g, count, k):
 
 
 @njit(cache=True)
-def _scan_cell(qx, qy, gx, gy, cell_start, members, c, d2max, after_d2, after_g,
+def _scan_cell(qx, qy, gx, gy, taken, cell_start, members, c, d2max, after_d2, after_g,
                out_d2, out_g, count, k):
     for m in range(cell_start[c], cell_start[c + 1]):
         g = members[m]
+        if taken[g]:
+            continue
         dx = qx - gx[g]
         dy = qy - gy[g]
         d2 = dx * dx + dy * dy
@@ -68,8 +70,10 @@ def _scan_cell(qx, qy, gx, gy, cell_start, members, c, d2max, after_d2, after_g,
 
 
 @njit(cache=True)
-def next_nearest(qx, qy, gx, gy, grid, d2max, after_d2, after_g, out_d2, out_g):
-    """The up to K smallest (d², g) after (after_d2, after_g) with d² <= d2max, sorted.
+def next_nearest(qx, qy, gx, gy, taken, grid, d2max, after_d2, after_g, out_d2, out_g):
+    """The up to K smallest (d², g) after (after_d2, after_g) with d² <= d2max and g not
+    taken, sorted. (A matching only ever takes gts, so a gt skipped as taken would
+    never have been usable later either.)
 
     Returns (count, complete): complete is True when no further gt lies within d.
     Rings of cells are searched outwards; points beyond ring r are at least (r-1) cells
@@ -100,12 +104,12 @@ def next_nearest(qx, qy, gx, gy, grid, d2max, after_d2, after_g, out_d2, out_g):
         for cy in range(max(y0, 0), min(y1, ny - 1) + 1):
             if cy == y0 or cy == y1:  # the ring's top and bottom rows, whole
                 for cx in range(max(x0, 0), min(x1, nx - 1) + 1):
-                    count = _scan_cell(qx, qy, gx, gy, cell_start, members, cy * nx + cx,
+                    count = _scan_cell(qx, qy, gx, gy, taken, cell_start, members, cy * nx + cx,
                                        d2max, after_d2, after_g, out_d2, out_g, count, k)
             else:  # in between, its two side cells
                 for cx in (x0, x1):
                     if 0 <= cx < nx:
-                        count = _scan_cell(qx, qy, gx, gy, cell_start, members, cy * nx + cx,
+                        count = _scan_cell(qx, qy, gx, gy, taken, cell_start, members, cy * nx + cx,
                                            d2max, after_d2, after_g, out_d2, out_g, count, k)
         if x0 <= 0 and y0 <= 0 and x1 >= nx - 1 and y1 >= ny - 1:
             break  # rings 0..r covered every cell
@@ -154,12 +158,12 @@ def _heap_pop(d2, p, g, size):
 
 
 @njit(cache=True)
-def _refill(i, qx, qy, gx, gy, grid, d2max, lst_d2, lst_g, lst_n, lst_done):
+def _refill(i, qx, qy, gx, gy, taken, grid, d2max, lst_d2, lst_g, lst_n, lst_done):
     """Replace prediction i's window (lst_d2/lst_g rows, lst_n long; lst_done when
     nothing lies beyond it) by the K candidates after its last one."""
     last = lst_n[i] - 1
-    count, done = next_nearest(qx, qy, gx, gy, grid, d2max, lst_d2[i, last], lst_g[i, last],
-                               lst_d2[i], lst_g[i])
+    count, done = next_nearest(qx, qy, gx, gy, taken, grid, d2max, lst_d2[i, last],
+                               lst_g[i, last], lst_d2[i], lst_g[i])
     lst_n[i] = count
     lst_done[i] = done
     return count
@@ -197,7 +201,7 @@ def _greedy(lx, ly, gx, gy, grid, d2max, kept, lst_d2, lst_g, lst_n, lst_done,
             continue
         pos[i] += 1
         if pos[i] == lst_n[i]:
-            if lst_done[i] or _refill(i, lx[i], ly[i], gx, gy, grid, d2max,
+            if lst_done[i] or _refill(i, lx[i], ly[i], gx, gy, taken, grid, d2max,
                                       lst_d2, lst_g, lst_n, lst_done) == 0:
                 continue
             pos[i] = 0
@@ -211,8 +215,8 @@ def _score_order(lx, ly, gx, gy, grid, lst_d2, lst_g, lst_n, lst_done, score, d2
     n_p, n_g = lst_n.size, gx.size
     order = np.argsort(-score, kind="mergesort")
     taken = np.zeros(n_g, np.bool_)
-    more_d2 = np.empty(K)
-    more_g = np.empty(K, np.int64)
+    nearest_d2 = np.empty(1)
+    nearest_g = np.empty(1, np.int64)
     for t in range(d2_thresholds.size):
         d2t = d2_thresholds[t]
         taken[:] = False
@@ -225,18 +229,12 @@ def _score_order(lx, ly, gx, gy, grid, lst_d2, lst_g, lst_n, lst_done, score, d2
                     found = lst_g[i, j]
                     break
             if found < 0 and not lst_done[i] and lst_d2[i, lst_n[i] - 1] <= d2t:
-                # Every candidate of the window is taken: walk on past it.
-                after_d2, after_g = lst_d2[i, lst_n[i] - 1], lst_g[i, lst_n[i] - 1]
-                while found < 0:
-                    count, done = next_nearest(lx[i], ly[i], gx, gy, grid, d2t,
-                                               after_d2, after_g, more_d2, more_g)
-                    for j in range(count):
-                        if not taken[more_g[j]]:
-                            found = more_g[j]
-                            break
-                    if done or count == 0:
-                        break
-                    after_d2, after_g = more_d2[count - 1], more_g[count - 1]
+                # The whole window is taken: the nearest free gt lies beyond it.
+                count, _ = next_nearest(lx[i], ly[i], gx, gy, taken, grid, d2t,
+                                        lst_d2[i, lst_n[i] - 1], lst_g[i, lst_n[i] - 1],
+                                        nearest_d2, nearest_g)
+                if count > 0:
+                    found = nearest_g[0]
             if found >= 0:
                 taken[found] = True
                 is_tp_rows[t, p0 + i] = True
@@ -268,9 +266,10 @@ def match_groups(policy_nearest, p_off, g_off, px, py, gx, gy, kept, dmax, score
         lst_g = np.empty((n_p, K), np.int64)
         lst_n = np.empty(n_p, np.int64)
         lst_done = np.empty(n_p, np.bool_)
+        none_taken = np.zeros(g1 - g0, np.bool_)
         for i in range(n_p):
-            lst_n[i], lst_done[i] = next_nearest(lx[i], ly[i], lgx, lgy, grid, d2max, -1.0, -1,
-                                                 lst_d2[i], lst_g[i])
+            lst_n[i], lst_done[i] = next_nearest(lx[i], ly[i], lgx, lgy, none_taken, grid, d2max,
+                                                 -1.0, -1, lst_d2[i], lst_g[i])
         local_g = np.full(n_p, -1, np.int64)
         local_d2 = np.full(n_p, np.inf)
         if with_ap:
