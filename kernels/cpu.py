@@ -23,8 +23,9 @@ def _grid_geometry(gx, gy, dmax):
     """Origin, cell size and shape of a uniform grid over the points (cell >= d)."""
     xmin, xmax = gx.min(), gx.max()
     ymin, ymax = gy.min(), gy.max()
-    cell = dmax * CELL_SLACK
     limit = CELLS_PER_POINT * gx.size + 16
+    # No narrower than the cap allows along either axis, so int() cannot overflow.
+    cell = max(dmax * CELL_SLACK, max(xmax - xmin, ymax - ymin) / limit)
     while True:
         nx = int((xmax - xmin) / cell) + 1
         ny = int((ymax - ymin) / cell) + 1

@@ -29,6 +29,7 @@ def fine_grid(gx, gy, dmax):
     if not cell > 0:
         cell = dmax
     limit = CELLS_PER_POINT * n + 16
+    cell = max(cell, max(width, height) / limit)  # before any int(): no overflow
     while True:
         nx = int(width / cell) + 1
         ny = int(height / cell) + 1
