@@ -15,14 +15,17 @@ def simulated():
 
 
 def gpu_usable():
-    """A real CUDA device with CuPy and Numba both able to use it."""
+    """A real CUDA device with CuPy and Numba both able to use it, and libNVVM to
+    compile the kernels (a driver alone would fail at the first kernel)."""
     if simulated():
         return False
     try:
         import cupy
         from numba import cuda
-        return bool(cupy.is_available()) and bool(cuda.is_available())
-    except Exception:  # no CuPy, no driver, broken install: all mean "no GPU"
+        from numba.cuda.cudadrv import nvvm
+        return bool(cupy.is_available()) and bool(cuda.is_available()) \
+            and bool(nvvm.is_available())
+    except Exception:  # no CuPy, no driver, no NVVM, broken install: all mean "no GPU"
         return False
 
 

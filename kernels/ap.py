@@ -11,6 +11,27 @@ EPS = np.spacing(1)  # pycocotools' denominator guard
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
+def suffix_max(xp, values):
+    """max(values[:, i:]) for every i: precision made monotone from the right
+    (pycocotools' backwards loop). CuPy has no ``maximum.accumulate`` (its
+    ufunc.accumulate covers only add and multiply), so it takes the doubling scan; a
+    max is exact, so both give the same bits and numpy keeps its O(n) accumulate."""
+    if xp is np:
+        return np.flip(np.maximum.accumulate(np.flip(values, axis=1), axis=1), axis=1)
+    return doubling_suffix_max(xp, values)
+
+
+def doubling_suffix_max(xp, values):
+    """suffix_max by elementwise maxima only: after the step of width s every entry
+    holds the max of the 2s entries from it on, so log2(n) steps finish it."""
+    out = values.copy()
+    step = 1
+    while step < out.shape[1]:
+        out[:, :-step] = xp.maximum(out[:, :-step], out[:, step:])
+        step *= 2
+    return out
+
+
 def precision_at_recall_points(xp, tp_sorted, n_gt):
     """Interpolated precision at the 101 recall points, per threshold.
 
@@ -20,12 +41,12 @@ def precision_at_recall_points(xp, tp_sorted, n_gt):
     n_t, n = tp_sorted.shape
     if n == 0:
         return np.zeros((n_t, RECALL_POINTS.size))
-    tp = xp.cumsum(tp_sorted, axis=1, dtype=xp.int64).astype(xp.float64)
-    fp = xp.cumsum(~tp_sorted, axis=1, dtype=xp.int64).astype(xp.float64)
+    tp_count = xp.cumsum(tp_sorted, axis=1, dtype=xp.int64)
+    tp = tp_count.astype(xp.float64)
+    fp = (xp.arange(1, n + 1) - tp_count).astype(xp.float64)  # integers: exact
     recall = tp / n_gt
     precision = tp / (fp + tp + EPS)
-    # Make precision monotone from the right (pycocotools' backwards loop).
-    envelope = xp.flip(xp.maximum.accumulate(xp.flip(precision, axis=1), axis=1), axis=1)
+    envelope = suffix_max(xp, precision)
     points = xp.asarray(RECALL_POINTS)
     sampled = xp.zeros((n_t, RECALL_POINTS.size))
     for t in range(n_t):

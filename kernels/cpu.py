@@ -1,12 +1,13 @@
-"""Numba CPU kernels: candidate search and the matching rules, parallel over groups.
+"""Numba CPU kernels: every candidate pair within d, and its connected components.
 
 A *group* is one (image, class) pair. Points are laid out CSR-style: the points of
 group ``k`` are ``[off[k], off[k+1])`` of the flat coordinate arrays, in the row order
 they were read (that order is the "pred index"/"gt index" of the spec's tie rules).
 
 Candidate pairs (a prediction and a ground-truth point within the largest threshold)
-are stored per prediction, sorted by (d², gt index), so that every rule can scan them
-in its own order without ever touching pairs beyond the largest threshold.
+are stored per prediction, sorted by (d², gt index). The optimal (hungarian) matching
+needs all of them; greedy, nearest and AP matching need only the first few and use
+kernels.knn instead. The CUDA kernels build the same lists.
 """
 import numpy as np
 from numba import njit, prange
@@ -143,101 +144,6 @@ def candidate_pairs(gx, gy, g_off, px, py, p_off, dmax):
         _scan_group(gx, gy, g_off[k], g_off[k + 1], px, py, p_off[k], p_off[k + 1],
                     d2max, dmax, counts, cand_off, cand_gt, cand_d2)
     return cand_off, cand_gt, cand_d2
-
-
-@njit(cache=True)
-def _greedy_group(p0, p1, g0, g1, cand_off, cand_gt, cand_d2, kept, match_gt, match_d2):
-    c0, c1 = cand_off[p0], cand_off[p1]
-    if c1 == c0:
-        return
-    owner = np.empty(c1 - c0, np.int64)
-    for p in range(p0, p1):
-        owner[cand_off[p] - c0:cand_off[p + 1] - c0] = p
-    # Pairs are pred-major and (d², gt)-sorted within a pred, so a stable sort by d²
-    # yields the strict (d², pred, gt) order of the spec.
-    order = np.argsort(cand_d2[c0:c1], kind="mergesort")
-    gt_taken = np.zeros(g1 - g0, np.bool_)
-    left = min(g1 - g0, p1 - p0)
-    for k in order:
-        p = owner[k]
-        g = cand_gt[c0 + k]
-        if not kept[p] or match_gt[p] >= 0 or gt_taken[g - g0]:
-            continue
-        gt_taken[g - g0] = True
-        match_gt[p] = g
-        match_d2[p] = cand_d2[c0 + k]
-        left -= 1
-        if left == 0:
-            return
-
-
-@njit(cache=True)
-def _nearest_group(p0, p1, g0, g1, cand_off, cand_gt, cand_d2, kept, match_gt, match_d2):
-    best_pred = np.full(g1 - g0, -1, np.int64)
-    best_d2 = np.empty(g1 - g0, np.float64)
-    for p in range(p0, p1):
-        c = cand_off[p]
-        # The first candidate is the nearest gt overall when any lies within dmax.
-        if not kept[p] or c == cand_off[p + 1]:
-            continue
-        g = cand_gt[c] - g0
-        if best_pred[g] < 0 or cand_d2[c] < best_d2[g]:
-            best_pred[g] = p
-            best_d2[g] = cand_d2[c]
-    for g in range(g1 - g0):
-        if best_pred[g] >= 0:
-            match_gt[best_pred[g]] = g0 + g
-            match_d2[best_pred[g]] = best_d2[g]
-
-
-@njit(cache=True, parallel=True)
-def match_at_dmax(policy_nearest, p_off, g_off, cand_off, cand_gt, cand_d2, kept):
-    """Greedy nearest-first (or the literal ``nearest`` rule) at the largest threshold.
-
-    Both rules are monotone: the matching at a smaller d is the subset of this one
-    with d² <= d², so one pass serves every threshold. Returns per prediction the
-    matched global gt index (-1) and its d² (inf when unmatched).
-    """
-    n_pred = kept.size
-    match_gt = np.full(n_pred, -1, np.int64)
-    match_d2 = np.full(n_pred, np.inf)
-    for k in prange(p_off.size - 1):
-        if policy_nearest:
-            _nearest_group(p_off[k], p_off[k + 1], g_off[k], g_off[k + 1],
-                           cand_off, cand_gt, cand_d2, kept, match_gt, match_d2)
-        else:
-            _greedy_group(p_off[k], p_off[k + 1], g_off[k], g_off[k + 1],
-                          cand_off, cand_gt, cand_d2, kept, match_gt, match_d2)
-    return match_gt, match_d2
-
-
-@njit(cache=True, parallel=True)
-def score_order_match(p_off, g_off, cand_off, cand_gt, cand_d2, score, d2_thresholds):
-    """COCO's AP matching: per threshold, predictions in descending score (stable)
-    each take the nearest unmatched gt within d (lowest index on ties).
-
-    Returns ``is_tp`` of shape (n_thresholds, n_pred).
-    """
-    n_t = d2_thresholds.size
-    is_tp = np.zeros((n_t, score.size), np.bool_)
-    for k in prange(p_off.size - 1):
-        p0, p1, g0, g1 = p_off[k], p_off[k + 1], g_off[k], g_off[k + 1]
-        if p0 == p1 or g0 == g1:
-            continue
-        order = p0 + np.argsort(-score[p0:p1], kind="mergesort")
-        gt_taken = np.zeros(g1 - g0, np.bool_)
-        for t in range(n_t):
-            gt_taken[:] = False
-            for p in order:
-                for c in range(cand_off[p], cand_off[p + 1]):
-                    if cand_d2[c] > d2_thresholds[t]:
-                        break
-                    g = cand_gt[c] - g0
-                    if not gt_taken[g]:
-                        gt_taken[g] = True
-                        is_tp[t, p] = True
-                        break
-    return is_tp
 
 
 @njit(cache=True)

@@ -50,43 +50,6 @@ def test_candidates_are_every_pair_within_d_sorted_by_d2_then_gt(batch):
             assert got == expected
 
 
-@pytest.mark.parametrize("rule", ["greedy", "nearest"])
-@SETTINGS
-@given(batch=groups(), kept_seed=st.integers(0, 2**32 - 1))
-def test_one_pass_at_dmax_equals_each_threshold_from_scratch(rule, batch, kept_seed):
-    gx, gy, g_off, px, py, p_off, d = batch
-    kept = np.random.default_rng(kept_seed).random(px.size) < 0.8
-    cand = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
-    match_gt, match_d2 = cpu.match_at_dmax(rule == "nearest", p_off, g_off, *cand, kept)
-    for small_d in (d / 2, d):
-        for k in range(g_off.size - 1):
-            idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
-            expected = reference.POLICIES[rule](
-                _group_xy(px, py, p_off, k)[idx], _group_xy(gx, gy, g_off, k), small_d)
-            got = {}
-            for j, i in enumerate(idx):
-                p = p_off[k] + i
-                if match_gt[p] >= 0 and match_d2[p] <= small_d * small_d:
-                    got[j] = (match_gt[p] - g_off[k], match_d2[p])
-            assert got == expected
-
-
-@SETTINGS
-@given(batch=groups(), score_seed=st.integers(0, 2**32 - 1))
-def test_score_order_matching_equals_reference(batch, score_seed):
-    gx, gy, g_off, px, py, p_off, d = batch
-    score = np.random.default_rng(score_seed).choice([0.2, 0.5, 0.9], px.size)  # with ties
-    thresholds = np.array([d / 3, d / 2, d])
-    cand = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
-    is_tp = cpu.score_order_match(p_off, g_off, *cand, score, thresholds ** 2)
-    for t, dt in enumerate(thresholds):
-        for k in range(g_off.size - 1):
-            sl = slice(p_off[k], p_off[k + 1])
-            expected = reference.score_order(_group_xy(px, py, p_off, k), score[sl],
-                                             _group_xy(gx, gy, g_off, k), dt)
-            assert set(np.flatnonzero(is_tp[t, sl])) == set(expected)
-
-
 def test_far_away_and_collinear_points_do_not_overflow_the_grid():
     gx = np.array([0.0, 1e12, 2e12])
     gy = np.zeros(3)
