@@ -3,9 +3,11 @@
 ``xp`` is numpy or cupy: the same lines run on the host and on the device. Every step
 is exact or a single IEEE operation (integer cumsum, one division, max, searchsorted),
 so both give the same bits; the final 101-value mean is taken on the host so that its
-summation order is numpy's, as in pycocotools.
+summation order is numpy's, as in pycocotools. On the host a Numba kernel does the
+same steps in one pass, without the temporaries.
 """
 import numpy as np
+from numba import njit, prange
 
 EPS = np.spacing(1)  # pycocotools' denominator guard
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -56,6 +58,37 @@ def precision_at_recall_points(xp, tp_sorted, n_gt):
     return sampled if xp is np else xp.asnumpy(sampled)
 
 
+@njit(cache=True, parallel=True)
+def precision_at_recall_points_cpu(tp_sorted, n_gt):
+    """precision_at_recall_points in one pass per threshold, without temporaries:
+    the same IEEE operations in the same order, so the same bits."""
+    n_t, n = tp_sorted.shape
+    points = RECALL_POINTS  # numpy's values: Numba's linspace may round differently
+    sampled = np.zeros((n_t, points.size))
+    for t in prange(n_t):
+        recall = np.empty(n)
+        precision = np.empty(n)
+        tp = 0
+        for i in range(n):
+            tp += tp_sorted[t, i]
+            recall[i] = tp / n_gt
+            precision[i] = tp / ((i + 1 - tp) + tp + EPS)
+        for i in range(n - 2, -1, -1):
+            precision[i] = max(precision[i], precision[i + 1])
+        i = 0
+        for r in range(points.size):
+            while i < n and recall[i] < points[r]:  # searchsorted(side="left")
+                i += 1
+            if i == n:
+                break
+            sampled[t, r] = precision[i]
+    return sampled
+
+
 def coco101_ap(xp, tp_sorted, n_gt):
-    """AP per threshold: the mean of the 101 interpolated precisions."""
-    return precision_at_recall_points(xp, tp_sorted, n_gt).mean(axis=1)
+    """AP per threshold: the mean of the 101 interpolated precisions (host numpy)."""
+    if xp is np:
+        sampled = precision_at_recall_points_cpu(tp_sorted, n_gt)
+    else:
+        sampled = precision_at_recall_points(xp, tp_sorted, n_gt)
+    return sampled.mean(axis=1)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernels import cpu, knn, reference
+from kernels import ap, cpu, knn, reference
 
 SETTINGS = settings(max_examples=80, deadline=None)
 
@@ -83,3 +83,14 @@ def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
             sl = slice(p_off[k], p_off[k + 1])
             assert set(np.flatnonzero(is_tp[t, sl])) == \
                 set(reference.score_order(pred_xy, score[sl], gt_xy, dt))
+
+
+@SETTINGS
+@given(n=st.integers(1, 300), rate=st.floats(0, 1), extra_gt=st.integers(0, 20),
+       seed=st.integers(0, 2**32 - 1))
+def test_host_ap_kernel_equals_the_array_module_lines(n, rate, extra_gt, seed):
+    """The Numba AP kernel (host) and the xp lines (run on a GPU by CuPy) agree bitwise."""
+    tp_sorted = np.random.default_rng(seed).random((3, n)) < rate
+    n_gt = max(int(tp_sorted.sum(axis=1).max()) + extra_gt, 1)
+    assert np.array_equal(ap.precision_at_recall_points_cpu(tp_sorted, n_gt),
+                          ap.precision_at_recall_points(np, tp_sorted, n_gt))
