@@ -4,6 +4,7 @@ Exit status: 0 success, 2 bad input or usage (one line per problem), 1 internal 
 """
 import argparse
 import logging
+import math
 import os
 import sys
 from contextlib import ExitStack
@@ -20,22 +21,31 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"usage error: {message} (see 'pointscore {self.prog.split()[-1]} --help')")
 
 
+MAX_THRESHOLDS = 10_000
+
+
 def parse_thresholds(text):
     """'start:stop:step' (stop included within half a step) or 'a,b,c'."""
     try:
         if ":" in text:
             start, stop, step = (float(v) for v in text.split(":"))
-            if step <= 0 or stop < start:
-                raise ValueError
-            n = int((stop - start) / step + 0.5)
+            if not (math.isfinite(start) and math.isfinite(stop) and step > 0
+                    and stop >= start):
+                raise InputError(f"--thresholds: start:stop:step needs finite start <= stop "
+                                 f"and step > 0, got '{text}'")
+            n = (stop - start) / step + 0.5  # may be inf for a tiny step
+            if n >= MAX_THRESHOLDS:
+                raise InputError(f"--thresholds: '{text}' gives more than {MAX_THRESHOLDS} "
+                                 "thresholds")
+            n = int(n)
             values = [round(start + i * step, 10) for i in range(n + 1)]
         else:
             values = [float(v) for v in text.split(",")]
     except ValueError:
         raise InputError(f"--thresholds: expected start:stop:step or a,b,c with numbers, "
                          f"got '{text}'") from None
-    if any(not v > 0 for v in values):
-        raise InputError(f"--thresholds: every threshold must be > 0, got '{text}'")
+    if any(not 0 < v < math.inf for v in values):
+        raise InputError(f"--thresholds: every threshold must be finite and > 0, got '{text}'")
     return sorted(set(values))
 
 
@@ -59,7 +69,23 @@ def _parser():
     return parser
 
 
+def _check_outputs(args):
+    """Refuse an output path that cannot be written before the work, not after it."""
+    problems = []
+    for option, path in (("--json", args.json), ("--per-image", args.per_image)):
+        if not path or (option == "--json" and path == "-"):
+            continue
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            problems.append(f"{option} {path}: directory {directory} does not exist")
+        elif os.path.isdir(path):
+            problems.append(f"{option} {path}: is a directory")
+    if problems:
+        raise InputError(problems)
+
+
 def _evaluate(args):
+    _check_outputs(args)
     report = evaluate(args.gt, args.pred, args.images, thresholds=args.thresholds,
                       normalize=args.normalize, match=args.match,
                       score_threshold=args.score_threshold, device=args.device)
@@ -85,7 +111,7 @@ def main(argv=None):
         _evaluate(args)
     except InputError as exc:
         for line in exc.problems:
-            print(f"pointscore: {line}", file=sys.stderr)
+            print(f"pointscore: {' '.join(str(line).splitlines())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pointscore: interrupted", file=sys.stderr)
@@ -93,7 +119,8 @@ def main(argv=None):
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("POINTSCORE_DEBUG"):
             raise
-        print(f"pointscore: internal error: {type(exc).__name__}: {exc} "
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        print(f"pointscore: internal error: {type(exc).__name__}: {first_line} "
               "(set POINTSCORE_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
     return 0

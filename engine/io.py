@@ -2,7 +2,9 @@
 
 Every problem becomes one line naming the source, the column and a few rows; all
 lines of a table are gathered before anything is raised, so a user fixes them in one go.
-Rows are counted from 0 in the order read (for CSV, the first line after the header).
+Rows are counted from 0 in the order read (for CSV, the first line after the header);
+in the nested layout the columns are named 'points.x' etc. and rows count the points,
+image after image.
 """
 import os
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ import pyarrow.compute as pc
 ROLES = {"gt": "ground truth", "pred": "predictions", "images": "images"}
 REQUIRED = {"gt": ("image_id", "x", "y"), "pred": ("image_id", "x", "y"), "images": ("image_id",)}
 SHOWN_ROWS = 5
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"  # what a numeric column may hold
 
 
 class InputError(Exception):
@@ -44,12 +47,17 @@ def _rows(mask_or_index, values=None):
     """'rows 3, 9, 12 and 4 more', optionally with the offending values."""
     index = np.flatnonzero(mask_or_index) if np.asarray(mask_or_index).dtype == bool \
         else np.asarray(mask_or_index)
+    if index.size == 0:
+        return "no rows"
     shown = ", ".join(str(i) for i in index[:SHOWN_ROWS])
     more = f" and {index.size - SHOWN_ROWS} more" if index.size > SHOWN_ROWS else ""
     word = "row" if index.size == 1 else "rows"
     text = f"{word} {shown}{more}"
-    if values is not None:
-        text += " (" + ", ".join(repr(v) for v in values[index[:SHOWN_ROWS]]) + ")"
+    if values is not None:  # as plain Python values: 1.5, not np.float64(1.5)
+        picked = index[:SHOWN_ROWS]
+        shown_values = values.take(pa.array(picked)).to_pylist() if isinstance(values, pa.Array) \
+            else np.asarray(values)[picked].tolist()
+        text += " (" + ", ".join(repr(v) for v in shown_values) + ")"
     return text
 
 
@@ -77,12 +85,17 @@ def _read_path(path, role):
         else:
             raise InputError(f"{label}: unknown file type (expected .parquet, .arrow, "
                              ".feather, .ipc, .csv or a Parquet dataset directory)")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{label}: cannot read {ROLES[role]} table: {first_line}") from None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError) as exc:
+        raise InputError(f"{label}: cannot read {ROLES[role]} table: {_first_line(exc)}") from None
     if table.num_columns == 0:
         raise InputError(f"{label}: the file is empty")
     return table, label
+
+
+def _first_line(exc):
+    """An exception's message as one line ('Arrow' errors may carry several parts)."""
+    text = "; ".join(str(a) for a in exc.args if str(a).strip()) or type(exc).__name__
+    return text.strip().splitlines()[0]
 
 
 def to_arrow(source, role):
@@ -99,11 +112,16 @@ def to_arrow(source, role):
             return pa.table({k: np.asarray(v) if not isinstance(v, pa.Array) else v
                              for k, v in source.items()}), label
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
-            raise InputError(f"{label}: cannot build a table from the dict: {exc}") from None
+            raise InputError(f"{label}: cannot build a table from the dict: "
+                             f"{_first_line(exc)}") from None
     if hasattr(source, "to_arrow"):  # polars
         return source.to_arrow(), label
     if type(source).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(source, preserve_index=False), label
+        try:
+            return pa.Table.from_pandas(source, preserve_index=False), label
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InputError(f"{label}: cannot build a table from the DataFrame: "
+                             f"{_first_line(exc)}") from None
     raise InputError(f"{label}: expected a path, pyarrow.Table, pandas/polars DataFrame "
                      f"or dict of arrays, got {type(source).__name__}")
 
@@ -115,14 +133,19 @@ def _is_nested(table):
     return pa.types.is_list(kind) or pa.types.is_large_list(kind)
 
 
-def _flatten_nested(table):
+def _flatten_nested(table, label):
     """The nested layout (one row per image, a list<struct> column 'points') -> long."""
     points = table.column("points").combine_chunks()
+    if not pa.types.is_struct(points.type.value_type):
+        raise InputError(f"{label}: column 'points' must be list<struct<x, y[, score, class]>>, "
+                         f"got {points.type}")
     parents = pc.list_parent_indices(points)
     flat = pc.list_flatten(points)
-    columns = {"image_id": pc.take(table.column("image_id"), parents)}
-    for field in flat.type:
-        columns[field.name] = flat.field(field.name)
+    columns = {}
+    if "image_id" in table.column_names:
+        columns["image_id"] = pc.take(table.column("image_id"), parents)
+    for field, values in zip(flat.type, flat.flatten()):
+        columns[field.name] = values
     return pa.table(columns)
 
 
@@ -134,34 +157,58 @@ def _plain_array(column):
     return array
 
 
+def _wrong_type(array, label, name, expected, problems):
+    """One line for a column of the wrong type, showing the rows that make it so: text
+    that is not a number, ids that are not whole numbers, or else the first rows."""
+    bad = np.zeros(len(array), bool)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        bad = ~np.asarray(pc.match_substring_regex(array, NUMBER).fill_null(False))
+    elif pa.types.is_floating(array.type):
+        values = np.asarray(array.cast(pa.float64()).fill_null(np.nan))
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) | (values != np.round(values))
+    if not bad.any():
+        bad = np.ones(len(array), bool)
+    problems.append(f"{label}: column '{name}' must be {expected}, got {array.type} "
+                    f"({_rows(bad, array)})")
+
+
 def _key_column(array, label, name, problems):
     """image_id / class: integer or string, never null."""
     if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
+    if pa.types.is_null(array.type):  # a CSV column with no values at all
+        array = array.cast(pa.int64())
     if not (pa.types.is_integer(array.type) or pa.types.is_string(array.type)):
-        problems.append(f"{label}: column '{name}' must be integer or string, got {array.type}")
+        _wrong_type(array, label, name, "integer or string", problems)
         return None
     if array.null_count:
         problems.append(f"{label}: column '{name}' has {array.null_count} missing values "
                         f"({_rows(np.asarray(array.is_null()))})")
         return None
+    if pa.types.is_unsigned_integer(array.type):
+        too_big = np.asarray(array) > np.iinfo(np.int64).max
+        if too_big.any():
+            problems.append(f"{label}: column '{name}' has {int(too_big.sum())} values above "
+                            f"the int64 range ({_rows(too_big, array)})")
+            return None
     return array.cast(pa.int64()) if pa.types.is_integer(array.type) else array
 
 
 def _float_column(array, label, name, problems, allow_negative=True):
+    if pa.types.is_null(array.type):  # a CSV column with no values at all
+        array = array.cast(pa.float64())
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)):
-        problems.append(f"{label}: column '{name}' must be numeric, got {array.type}")
+        _wrong_type(array, label, name, "numeric", problems)
         return None
-    if array.null_count:
-        problems.append(f"{label}: column '{name}' has {array.null_count} missing values "
-                        f"({_rows(np.asarray(array.is_null()))})")
-        return None
-    values = np.asarray(array.cast(pa.float64()))
+    # CSV reads 'nan' as missing, so missing and NaN are one problem here.
+    array = array.cast(pa.float64(), safe=False)
+    values = np.asarray(array.fill_null(np.nan) if array.null_count else array)
     bad = ~np.isfinite(values)
-    what = "NaN or infinite"
+    what = "missing, NaN or infinite"
     if not allow_negative:
         bad |= values < 0
-        what = "NaN, infinite or negative"
+        what = "missing, NaN, infinite or negative"
     if bad.any():
         problems.append(f"{label}: column '{name}' has {int(bad.sum())} {what} values "
                         f"({_rows(bad, values)})")
@@ -172,27 +219,34 @@ def _float_column(array, label, name, problems, allow_negative=True):
 def load(source, role):
     """Read and check one table; raise InputError listing every problem found."""
     table, label = to_arrow(source, role)
-    if _is_nested(table):
-        table = _flatten_nested(table)
+    nested = role != "images" and _is_nested(table)
+    if nested:
+        table = _flatten_nested(table, label)
+
+    def shown(name):  # the column's name in messages
+        return f"points.{name}" if nested and name != "image_id" else name
+
     problems = []
-    missing = [c for c in REQUIRED[role] if c not in table.column_names]
-    if missing:
-        names = ", ".join(f"'{c}'" for c in missing)
-        raise InputError(f"{label}: missing column {names} in the {ROLES[role]} table "
-                         f"(has: {', '.join(table.column_names) or 'no columns'})")
+    for name in REQUIRED[role]:
+        if name not in table.column_names:
+            has = ", ".join(map(shown, table.column_names)) or "no columns"
+            problems.append(f"{label}: missing column '{shown(name)}' in the "
+                            f"{ROLES[role]} table (has: {has})")
     col = {name: _plain_array(table.column(name)) for name in table.column_names}
-    out = Table(label=label, image_id=_key_column(col["image_id"], label, "image_id", problems))
+
+    def check(name, kind, **options):
+        return kind(col[name], label, shown(name), problems, **options) if name in col else None
+
+    out = Table(label=label, image_id=check("image_id", _key_column))
     if role in ("gt", "pred"):
-        out.x = _float_column(col["x"], label, "x", problems)
-        out.y = _float_column(col["y"], label, "y", problems)
-        if "class" in col:
-            out.klass = _key_column(col["class"], label, "class", problems)
-    if role == "pred" and "score" in col:
-        out.score = _float_column(col["score"], label, "score", problems, allow_negative=False)
+        out.x = check("x", _float_column)
+        out.y = check("y", _float_column)
+        out.klass = check("class", _key_column)
+    if role == "pred":
+        out.score = check("score", _float_column, allow_negative=False)
     if role == "images":
-        for name in ("width", "height"):
-            if name in col:
-                setattr(out, name, _size_column(col[name], label, name, problems))
+        out.width = check("width", _size_column)
+        out.height = check("height", _size_column)
         if out.image_id is not None:
             _check_unique_ids(out.image_id, label, problems)
     if problems:

@@ -9,19 +9,34 @@ import sys
 import tempfile
 from contextlib import contextmanager
 
+from .io import InputError
+
 
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in the target's directory; rename it into place on success."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pointscore-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".pointscore-", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror}") from None
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot write: {exc.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def summary_json(summary):
