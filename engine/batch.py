@@ -52,13 +52,21 @@ def _sorted_unique(*arrays):
 
 
 def _check_same_kind(tables, column, problems):
-    kinds = {t.label: _kind(getattr(t, column)) for t in tables if getattr(t, column) is not None}
-    if len(set(kinds.values())) > 1:
+    """Integer everywhere or string everywhere (an empty table has no say)."""
+    labels = {}
+    for table in tables:
+        values = getattr(table, column)
+        if values is not None and len(values):
+            labels.setdefault(_kind(values), []).append(table.label)
+    if len(labels) > 1:
         problems.append(f"column '{'class' if column == 'klass' else column}' is "
-                        + " but ".join(f"{k} in {label}" for label, k in kinds.items()))
+                        + " but ".join(f"{kind} in {', '.join(where)}"
+                                       for kind, where in labels.items()))
 
 
 def _ranks(values, universe, table, column, problems):
+    if len(values) == 0:  # an empty column may carry another type than the universe
+        return np.zeros(0, np.int64)
     rank = pc.index_in(values, value_set=universe)
     if rank.null_count:
         unknown = np.asarray(rank.is_null())
@@ -72,9 +80,12 @@ def _scales(images, ids, normalize):
     """Per evaluated image, the divisors of x and y, or None for 'none'."""
     if normalize == "none":
         return None
-    if images is None or images.width is None or images.height is None:
+    if images is None:
         raise InputError(f"normalize '{normalize}' needs an images table with 'width' and "
                          "'height' columns")
+    if images.width is None or images.height is None:
+        raise InputError(f"{images.label}: normalize '{normalize}' needs 'width' and 'height' "
+                         "columns in the images table")
     at = np.asarray(pc.index_in(ids, value_set=images.image_id), dtype=np.int64)
     width, height = images.width[at], images.height[at]
     if normalize == "wh":
@@ -111,19 +122,20 @@ def build_batch(gt, pred, images=None, normalize="none"):
     if problems:
         raise InputError(problems)
 
-    ids = images.image_id if images is not None else None
-    if ids is None:
-        ids = _sorted_unique(gt.image_id, pred.image_id)
+    if images is None:
+        # A nested table lists its images, those without points too.
+        ids = _sorted_unique(*(t.image_id if t.listed_ids is None else t.listed_ids
+                               for t in (gt, pred)))
     else:
-        ids = ids.take(pc.sort_indices(ids))
+        ids = images.image_id.take(pc.sort_indices(images.image_id))
     gt_image = _ranks(gt.image_id, ids, gt, "image_id", problems)
     pred_image = _ranks(pred.image_id, ids, pred, "image_id", problems)
     if problems:
         raise InputError(problems)
     if has_class[0]:
         class_values = _sorted_unique(gt.klass, pred.klass)
-        gt_class = np.asarray(pc.index_in(gt.klass, value_set=class_values), dtype=np.int64)
-        pred_class = np.asarray(pc.index_in(pred.klass, value_set=class_values), dtype=np.int64)
+        gt_class = _ranks(gt.klass, class_values, gt, "class", problems)
+        pred_class = _ranks(pred.klass, class_values, pred, "class", problems)
         classes = class_values.to_pylist()
     else:
         classes = [SINGLE_CLASS]

@@ -38,6 +38,7 @@ class Table:
     klass: pa.Array = None
     width: np.ndarray = None
     height: np.ndarray = None
+    listed_ids: pa.Array = None  # nested layout: every image's id, with or without points
 
     def __len__(self):
         return len(self.image_id)
@@ -220,7 +221,11 @@ def load(source, role):
     """Read and check one table; raise InputError listing every problem found."""
     table, label = to_arrow(source, role)
     nested = role != "images" and _is_nested(table)
+    listed_ids = None
     if nested:
+        if "image_id" in table.column_names:  # problems are reported on the flat column
+            listed_ids = _key_column(_plain_array(table.column("image_id")), label,
+                                     "image_id", [])
         table = _flatten_nested(table, label)
 
     def shown(name):  # the column's name in messages
@@ -237,7 +242,7 @@ def load(source, role):
     def check(name, kind, **options):
         return kind(col[name], label, shown(name), problems, **options) if name in col else None
 
-    out = Table(label=label, image_id=check("image_id", _key_column))
+    out = Table(label=label, image_id=check("image_id", _key_column), listed_ids=listed_ids)
     if role in ("gt", "pred"):
         out.x = check("x", _float_column)
         out.y = check("y", _float_column)

@@ -282,3 +282,20 @@ def test_unreadable_files_give_one_line_naming_the_file(tmp_path, name, content,
 def test_a_missing_path_is_named(tmp_path):
     [line] = problems(gt=tmp_path / "nope.parquet")
     assert line == f"{tmp_path / 'nope.parquet'}: no such file or directory"
+
+
+def test_header_only_predictions_score_against_string_ids(tmp_path):
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_id,x,y\na,0,0\nb,1,1\n")
+    pred = tmp_path / "pred.csv"
+    pred.write_text("image_id,x,y\n")
+    s = engine.evaluate(str(gt), str(pred), thresholds=[1.0], device="cpu").summary
+    assert s["images"] == 2 and s["micro"]["fn"] == [2]
+
+
+def test_nested_image_without_points_still_counts():
+    point = pa.struct([("x", pa.float64()), ("y", pa.float64())])
+    nested = pa.table({"image_id": [1, 2],
+                       "points": pa.array([[{"x": 0.0, "y": 0.0}], []], pa.list_(point))})
+    s = engine.evaluate(nested, nested, thresholds=[1.0], device="cpu").summary
+    assert s["images"] == 2 and s["micro"]["tp"] == [1]
