@@ -9,11 +9,12 @@ import os
 import sys
 from contextlib import ExitStack
 
+from . import convert
 from .device import DEVICES
 from .evaluate import MATCH, evaluate
 from .batch import NORMALIZE
 from .io import InputError
-from .report import atomic_path, summary_json, text_table, write_per_image
+from .report import atomic_path, output_path_problem, summary_json, text_table, write_per_image
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,20 +67,17 @@ def _parser():
     ev.add_argument("--device", choices=DEVICES, default="auto")
     ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
     ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    ev.set_defaults(func=_evaluate)
+    convert.add_parser(commands)
     return parser
 
 
 def _check_outputs(args):
     """Refuse an output path that cannot be written before the work, not after it."""
-    problems = []
-    for option, path in (("--json", args.json), ("--per-image", args.per_image)):
-        if not path or (option == "--json" and path == "-"):
-            continue
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            problems.append(f"{option} {path}: directory {directory} does not exist")
-        elif os.path.isdir(path):
-            problems.append(f"{option} {path}: is a directory")
+    problems = [output_path_problem(option, path)
+                for option, path in (("--json", args.json), ("--per-image", args.per_image))
+                if path and path != "-"]
+    problems = [p for p in problems if p]
     if problems:
         raise InputError(problems)
 
@@ -108,7 +106,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         args = _parser().parse_args(argv)
-        _evaluate(args)
+        args.func(args)
     except InputError as exc:
         for line in exc.problems:
             print(f"pointscore: {' '.join(str(line).splitlines())}", file=sys.stderr)

@@ -63,7 +63,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .io import InputError, load
-from .report import atomic_path
+from .report import atomic_path, output_path_problem
 
 FORMATS = ("nwpu-txt", "nwpu-json", "mat", "coco", "csv")
 EXTENSIONS = {
@@ -911,11 +911,9 @@ def _check_out(path, option):
     if not path.lower().endswith((".parquet", ".pq")):
         raise InputError(f"{option}: '{path}' must end in .parquet or .pq "
                          f"(pointscore reads files by their extension)")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise InputError(f"{option} {path}: directory {directory} does not exist")
-    if os.path.isdir(path):
-        raise InputError(f"{option} {path}: is a directory")
+    problem = output_path_problem(option, path)
+    if problem:
+        raise InputError(problem)
 
 
 def run(args):

@@ -12,6 +12,16 @@ from contextlib import contextmanager
 from .io import InputError
 
 
+def output_path_problem(option, path):
+    """Why ``path`` cannot be written, or None: checked before the work, not after it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"{option} {path}: directory {directory} does not exist"
+    if os.path.isdir(path):
+        return f"{option} {path}: is a directory"
+    return None
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in the target's directory; rename it into place on success."""

@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 import engine
 from engine import convert
-from engine.cli import _Parser
+from engine.cli import _Parser, main
 from engine.io import InputError
 
 # A small known set: image id -> N x 2 points (image 3111 has none).
@@ -365,3 +365,12 @@ def test_converted_tables_are_accepted_by_evaluate(tmp_path, capsys):
     assert summary["micro"]["fn"] == [1]
     # |3-2| + |0-1| + 0 + |1-0| over 4 images (the empty image 3 counts).
     assert summary["counting"]["mae"] == pytest.approx(3 / 4)
+
+
+def test_convert_runs_from_the_command_line(tmp_path):
+    src = tmp_path / "pred.txt"
+    src.write_text("1 2 10 20 30 40\n")
+    out = tmp_path / "pred.parquet"
+    assert main(["convert", "--from", "nwpu-txt", "--role", "pred", str(src),
+                 "--out", str(out)]) == 0
+    assert pq.read_table(out).num_rows == 2
