@@ -1,21 +1,37 @@
 """Synthetic crowd-like point data for benchmarks, deterministic from a seed.
 
 Everything is vectorised over points, so the same generator produces the "core"
-preset (100 images, ~15,000 points) and NWPU-Crowd scale
-(crowd(n_images=5109, target_gt=2_100_000, max_per_image=20_000)) in seconds.
+preset (100 images, ~15,000 points) and NWPU-Crowd scale (the "nwpu" preset: 5,109
+images, 2,133,238 GT points, 0 to 20,033 per image) in seconds.
+
+    gt, pred, images = crowd(**PRESETS["nwpu"], seed=0)
+    gt, pred, images = first_images((gt, pred, images), 100)   # a prefix subset
 """
+
+import os
 
 import numpy as np
 
+# NWPU-Crowd (Wang et al., TPAMI 2020): 5,109 images, 2,133,238 annotated heads,
+# 0 to 20,033 per image (mean 418), 351 images without anyone in them.
+NWPU = dict(n_images=5109, target_gt=2_133_238, max_per_image=20_033,
+            largest=20_033, empty_fraction=351 / 5109)
+
 PRESETS = {
+    # the CUDA simulator runs kernels in Python: only this one is small enough for it
+    "tiny": dict(n_images=4, target_gt=200, max_per_image=100),
     "small": dict(n_images=20, target_gt=2_000, max_per_image=300),
     "core": dict(n_images=100, target_gt=15_000, max_per_image=800),
+    # NWPU's count distribution on 500 images (about 10% of its points)
+    "medium": dict(n_images=500, target_gt=208_800, max_per_image=20_033, empty_fraction=351 / 5109),
+    "nwpu": NWPU,
 }
 
 
 def crowd(n_images=100, target_gt=15000, max_per_image=800, n_classes=1, seed=0, *,
           width=1024, height=768, miss_rate=0.10, fp_rate=0.10, jitter_px=6.0,
-          cluster_px=60.0, points_per_cluster=40, background_fraction=0.2, count_sigma=1.3):
+          cluster_px=60.0, points_per_cluster=40, background_fraction=0.2, count_sigma=1.3,
+          largest=None, empty_fraction=0.0):
     """Return (gt, pred, images) as dicts of numpy arrays, coordinates in pixels.
 
     gt: image_id, x, y, class; pred: image_id, x, y, score, class; images: image_id,
@@ -25,6 +41,10 @@ def crowd(n_images=100, target_gt=15000, max_per_image=800, n_classes=1, seed=0,
     * Per-image counts are lognormal with log-sd count_sigma (heavy-tailed; 1.3 puts
       NWPU-size data at max/mean ~ 48 like NWPU-Crowd), scaled so that the total is
       about target_gt and clipped to max_per_image; some images may be empty.
+      With ``largest``, the image of largest weight gets exactly that many points (the
+      worst case is always there, not left to chance); with ``empty_fraction``, that
+      share of the images (chosen at random) has no GT and no predictions (NWPU's
+      negative samples).
     * Points form gaussian clusters plus a uniform background, denser towards the top
       (far from the camera); cluster spread and localisation noise grow with y
       (perspective: near heads are bigger).
@@ -37,7 +57,8 @@ def crowd(n_images=100, target_gt=15000, max_per_image=800, n_classes=1, seed=0,
     """
     rng = np.random.default_rng(seed)
     image_ids = np.arange(n_images, dtype=np.int64)
-    counts = _heavy_tailed_counts(rng, n_images, target_gt, max_per_image, count_sigma)
+    counts = _heavy_tailed_counts(rng, n_images, target_gt, max_per_image, count_sigma,
+                                  largest, empty_fraction)
     n_gt = int(counts.sum())
     gt_image = np.repeat(image_ids, counts)
     gt_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -122,20 +143,66 @@ def to_unit(points, images):
     return unit
 
 
-def _heavy_tailed_counts(rng, n_images, target, max_per_image, sigma):
-    """Lognormal per-image counts clipped to max_per_image, scaled (bisection) to sum to about target."""
+def first_images(tables, n_images):
+    """(gt, pred, images) restricted to the first n_images images of the images table.
+
+    Rows keep their order; the generator's rows are grouped by image, so this is a
+    prefix of every table.
+    """
+    gt, pred, images = tables
+    keep = np.asarray(images["image_id"])[:n_images]
+    out = [{k: np.asarray(v)[np.isin(t["image_id"], keep)] for k, v in t.items()} for t in (gt, pred)]
+    return out[0], out[1], {k: np.asarray(v)[:n_images] for k, v in images.items()}
+
+
+def write_parquet(tables, directory):
+    """Write (gt, pred, images) as gt.parquet, pred.parquet, images.parquet; return the paths."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for name, table in zip(("gt", "pred", "images"), tables):
+        path = os.path.join(directory, f"{name}.parquet")
+        pq.write_table(pa.table(table), path + ".tmp")
+        os.replace(path + ".tmp", path)
+        paths.append(path)
+    return paths
+
+
+def _heavy_tailed_counts(rng, n_images, target, max_per_image, sigma, largest=None, empty_fraction=0.0):
+    """Lognormal per-image counts clipped to max_per_image, scaled (bisection) to sum to about target.
+
+    largest: the image of largest weight gets exactly this count (the others share the
+    rest of the target); empty_fraction: that share of the images gets 0.  Neither
+    draws from rng unless asked for, so presets without them are unchanged.
+    """
     if target > n_images * max_per_image:
         raise ValueError("target_gt exceeds n_images * max_per_image")
     weight = rng.lognormal(mean=0.0, sigma=sigma, size=n_images)
+    if empty_fraction > 0:
+        n_empty = int(round(empty_fraction * n_images))
+        weight[rng.choice(n_images, size=n_empty, replace=False)] = 0.0
+    pinned = None
+    if largest is not None:
+        pinned = int(np.argmax(weight))
+        weight[pinned] = 0.0
+        target -= largest
+    scale_weight = weight[weight > 0]
 
     def counts_at(scale):
         return np.minimum(np.rint(weight * scale), max_per_image).astype(np.int64)
 
-    low, high = 0.0, float(max_per_image) / weight.min()  # counts_at(high) is all max_per_image
-    for _ in range(100):
-        mid = 0.5 * (low + high)
-        low, high = (mid, high) if counts_at(mid).sum() < target else (low, mid)
-    return counts_at(high)
+    counts = np.zeros(n_images, np.int64)
+    if scale_weight.size and target > 0:
+        low, high = 0.0, float(max_per_image) / scale_weight.min()  # counts_at(high): all max
+        for _ in range(100):
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if counts_at(mid).sum() < target else (low, mid)
+        counts = counts_at(high)
+    if pinned is not None:
+        counts[pinned] = largest
+    return counts
 
 
 def _classes(rng, n, n_classes):

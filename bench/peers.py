@@ -179,3 +179,208 @@ def evaluate_coco(inputs, backend="pycocotools"):
 def coco_ap(gt, pred, thresholds, backend="pycocotools", images=None):
     """ap[class_index, threshold_index] from COCO keypoint evaluation (see module docstring)."""
     return evaluate_coco(to_coco(gt, pred, thresholds, images), backend)
+
+
+# ---------------------------------------------------------------------------------------
+# Per-image peers: what crowd-localization code does, one image at a time.
+#
+# Both take the points in threshold units (bench.data.to_unit for normalize="wh"), split
+# per (image, class) group by split_groups (untimed, like the COCO conversion), and
+# return TP/FP/FN and precision/recall/F1 summed over the groups at every threshold.
+# ---------------------------------------------------------------------------------------
+
+PER_IMAGE = ("nwpu", "kdtree")
+PEERS = BACKENDS + PER_IMAGE
+
+
+@dataclass
+class Groups:
+    """Points per (image, class) group, in image order then class order, rows as read."""
+
+    image: np.ndarray  # image index (0..n_images-1) of every group
+    pred: list  # (n_pred, 2) float64 arrays
+    gt: list  # (n_gt, 2) float64 arrays
+    n_images: int
+
+    def points(self, n_groups=None):
+        groups = slice(None, n_groups)
+        return sum(p.shape[0] for p in self.pred[groups]) + sum(g.shape[0] for g in self.gt[groups])
+
+
+def split_groups(gt, pred, images):
+    """Group both tables by (image, class) in the images table's order, keeping row order."""
+    ids = np.asarray(images["image_id"])
+    sorter = np.argsort(ids, kind="stable")
+    classes = np.unique(np.concatenate([np.asarray(gt.get("class", np.zeros(0, np.int64))),
+                                        np.asarray(pred.get("class", np.zeros(0, np.int64)))]))
+    n_classes = max(classes.size, 1)
+
+    def keyed(points):
+        image = sorter[np.searchsorted(ids, points["image_id"], sorter=sorter)]
+        klass = np.searchsorted(classes, points["class"]) if "class" in points else 0
+        key = image * n_classes + klass
+        order = np.argsort(key, kind="stable")
+        xy = np.stack([np.asarray(points["x"], np.float64), np.asarray(points["y"], np.float64)], axis=1)
+        bounds = np.searchsorted(key[order], np.arange(ids.size * n_classes + 1))
+        return xy[order], bounds
+
+    pred_xy, pred_bounds = keyed(pred)
+    gt_xy, gt_bounds = keyed(gt)
+    n_groups = ids.size * n_classes
+    return Groups(
+        image=np.arange(n_groups) // n_classes,
+        pred=[pred_xy[pred_bounds[k]:pred_bounds[k + 1]] for k in range(n_groups)],
+        gt=[gt_xy[gt_bounds[k]:gt_bounds[k + 1]] for k in range(n_groups)],
+        n_images=int(ids.size),
+    )
+
+
+class _Timeout(Exception):
+    pass
+
+
+def run_per_image(peer, groups, thresholds, n_images=None, budget=None):
+    """Run a per-image peer over the first n_images images (all by default).
+
+    With a time budget (seconds) and no n_images, images are taken in order until the
+    budget runs out; the image being worked on when it does is dropped (a timer
+    interrupts it), so the result covers exactly the images completed.  Returns
+    (n_images done, seconds spent on them, counts dict).
+    """
+    import signal
+    import time
+
+    function = {"nwpu": _nwpu_kuhn, "kdtree": _kdtree_greedy}[peer]
+    thresholds = np.sort(np.asarray(thresholds, np.float64))
+    tp = np.zeros(thresholds.size, np.int64)
+    n_pred = n_gt = 0
+    limit = groups.n_images if n_images is None else min(n_images, groups.n_images)
+    timed = budget is not None and n_images is None
+
+    def expire(signum, frame):
+        raise _Timeout
+
+    done, spent = 0, 0.0
+    previous = signal.signal(signal.SIGALRM, expire) if timed else None
+    try:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, budget)
+        k = 0
+        for image in range(limit):
+            start = time.perf_counter()
+            image_tp = np.zeros_like(tp)
+            image_pred = image_gt = 0
+            try:
+                while k < len(groups.image) and groups.image[k] == image:
+                    pred_xy, gt_xy = groups.pred[k], groups.gt[k]
+                    if pred_xy.shape[0] and gt_xy.shape[0]:
+                        image_tp += function(pred_xy, gt_xy, thresholds)
+                    image_pred += pred_xy.shape[0]
+                    image_gt += gt_xy.shape[0]
+                    k += 1
+            except _Timeout:
+                break
+            spent += time.perf_counter() - start
+            tp += image_tp
+            n_pred += image_pred
+            n_gt += image_gt
+            done += 1
+    finally:
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+    return done, spent, _counts(tp, n_pred - tp, n_gt - tp)
+
+
+def _counts(tp, fp, fn):
+    """Micro TP/FP/FN and the ratios (the spec's empty-denominator rules)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.where(fn == 0, 1.0, 0.0))
+        recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.where(fp == 0, 1.0, 0.0))
+        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 1.0)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def _nwpu_kuhn(pred_xy, gt_xy, thresholds):
+    """NWPU-Crowd's localization evaluation, per image: a dense prediction x GT distance
+    matrix (scipy.spatial.distance_matrix), thresholded, then a maximum bipartite
+    matching by augmenting paths (Kuhn's algorithm: for each prediction in turn, a
+    depth-first search for an augmenting path with a fresh visited set), in Python as the
+    published eval code does; here iterative, so deep paths need no recursion limit."""
+    from scipy.spatial import distance_matrix
+
+    dist = distance_matrix(pred_xy, gt_xy, p=2)
+    n_gt = gt_xy.shape[0]
+    tp = np.zeros(thresholds.size, np.int64)
+    for t, d in enumerate(thresholds):
+        within = dist <= d
+        rows, cols = np.nonzero(within)
+        bounds = np.searchsorted(rows, np.arange(1, within.shape[0]))
+        graph = [c.tolist() for c in np.split(cols, bounds)]
+        tp[t] = _kuhn(graph, n_gt)
+    return tp
+
+
+def _kuhn(graph, n_right):
+    """Size of a maximum matching; graph[u] lists the right vertices of left vertex u."""
+    match = [-1] * n_right
+    size = 0
+    for root in range(len(graph)):
+        if not graph[root]:
+            continue
+        visited = bytearray(n_right)
+        lefts, nexts, rights = [root], [0], []
+        found = False
+        while lefts:
+            u, i = lefts[-1], nexts[-1]
+            neighbours = graph[u]
+            descended = False
+            while i < len(neighbours):
+                v = neighbours[i]
+                i += 1
+                if visited[v]:
+                    continue
+                visited[v] = 1
+                rights.append(v)
+                if match[v] == -1:
+                    found = True
+                    break
+                nexts[-1] = i
+                lefts.append(match[v])
+                nexts.append(0)
+                descended = True
+                break
+            if found:
+                for left, right in zip(lefts, rights):  # flip the path
+                    match[right] = left
+                size += 1
+                break
+            if not descended:
+                lefts.pop()
+                nexts.pop()
+                if rights:
+                    rights.pop()
+    return size
+
+
+def _kdtree_greedy(pred_xy, gt_xy, thresholds):
+    """What a user writes with scipy: a KD-tree per side, all pairs within the largest
+    threshold (cKDTree.sparse_distance_matrix), then for each threshold a greedy loop in
+    Python over the pairs within it in ascending (distance, pred, gt) order."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(pred_xy).sparse_distance_matrix(cKDTree(gt_xy), thresholds[-1], output_type="ndarray")
+    tp = np.zeros(thresholds.size, np.int64)
+    for t, d in enumerate(thresholds):
+        near = pairs[pairs["v"] <= d]
+        order = np.lexsort((near["j"], near["i"], near["v"]))
+        pred_used = bytearray(pred_xy.shape[0])
+        gt_used = bytearray(gt_xy.shape[0])
+        count = 0
+        for i, j in zip(near["i"][order].tolist(), near["j"][order].tolist()):
+            if not pred_used[i] and not gt_used[j]:
+                pred_used[i] = 1
+                gt_used[j] = 1
+                count += 1
+        tp[t] = count
+    return tp
