@@ -1,4 +1,5 @@
 """engine.evaluate: tables in, summary and per-image table out (spec section 9)."""
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Report:
     notes: list = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=None)
 def _version():
     from importlib.metadata import PackageNotFoundError, version
     try:
