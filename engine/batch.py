@@ -11,10 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .io import InputError, _rows
+from .io import InputError, _rows, _value_text
 
 NORMALIZE = ("none", "wh", "diag")
 SINGLE_CLASS = 0  # the class value of every point when no table has a class column
+# Coordinates (after normalize) lie within +-MAX_COORD, so that the difference of any
+# two is finite: the kernels' grid extents, cell offsets and distances rely on it.
+MAX_COORD = np.finfo(np.float64).max / 2
 
 
 @dataclass
@@ -52,10 +55,13 @@ def _sorted_unique(*arrays):
 
 
 def _check_same_kind(tables, column, problems):
-    """Integer everywhere or string everywhere (an empty table has no say)."""
+    """Integer everywhere or string everywhere (an empty table has no say, a nested
+    table's images without points do)."""
     labels = {}
     for table in tables:
         values = getattr(table, column)
+        if column == "image_id" and table.listed_ids is not None:
+            values = table.listed_ids
         if values is not None and len(values):
             labels.setdefault(_kind(values), []).append(table.label)
     if len(labels) > 1:
@@ -86,30 +92,57 @@ def _scales(images, ids, normalize):
     if images.width is None or images.height is None:
         raise InputError(f"{images.label}: normalize '{normalize}' needs 'width' and 'height' "
                          "columns in the images table")
+    width, height = images.width, images.height
+    if normalize == "diag":
+        with np.errstate(over="ignore", under="ignore"):
+            width = height = np.sqrt(width * width + height * height)
+        bad = ~np.isfinite(width) | (width == 0)  # the squares over- or underflowed
+        if bad.any():
+            raise InputError(f"{images.label}: normalize 'diag' needs every diagonal "
+                             f"sqrt(width**2 + height**2) finite and > 0 in float64, got "
+                             f"{int(bad.sum())} that are not ({_rows(bad, width)})")
     at = np.asarray(pc.index_in(ids, value_set=images.image_id), dtype=np.int64)
-    width, height = images.width[at], images.height[at]
-    if normalize == "wh":
-        return width, height
-    diagonal = np.sqrt(width * width + height * height)
-    return diagonal, diagonal
+    return width[at], height[at]
 
 
-def _group(table, image_rank, class_rank, n_classes, n_groups, scales):
+def _coordinates(table, image_rank, scales, normalize, problems):
+    """The table's x and y in row order, divided by their image's scales; a line for
+    each column with values beyond +-MAX_COORD (or not finite once divided)."""
+    out = []
+    for axis, (name, values) in enumerate((("x", table.x), ("y", table.y))):
+        if scales is not None:
+            with np.errstate(over="ignore"):
+                values = values / scales[axis][image_rank]
+        bad = ~(np.abs(values) <= MAX_COORD)
+        if bad.any():
+            shown = f"points.{name}" if table.listed_ids is not None else name
+            what = f"values beyond +-{MAX_COORD:.4g}, where distances overflow" \
+                if scales is None else \
+                f"values not finite or beyond +-{MAX_COORD:.4g} with normalize '{normalize}'"
+            problems.append(f"{table.label}: column '{shown}' has {int(bad.sum())} {what} "
+                            f"({_rows(bad, values)})")
+        out.append(values)
+    return out
+
+
+def _group(x, y, image_rank, class_rank, n_classes, n_groups):
     key = image_rank * n_classes + class_rank
     order = np.argsort(key, kind="stable")
     off = np.zeros(n_groups + 1, np.int64)
     np.cumsum(np.bincount(key, minlength=n_groups), out=off[1:])
-    x, y = table.x, table.y
-    if scales is not None:
-        x = x / scales[0][image_rank]
-        y = y / scales[1][image_rank]
     return x[order], y[order], off, order
+
+
+def check_normalize(normalize):
+    """One of NORMALIZE (engine.evaluate checks it before reading any table)."""
+    if not (isinstance(normalize, str) and normalize in NORMALIZE):
+        raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, "
+                         f"got {_value_text(normalize)}")
 
 
 def build_batch(gt, pred, images=None, normalize="none"):
     """Checked tables -> one Batch holding every evaluated image."""
-    if normalize not in NORMALIZE:
-        raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, got '{normalize}'")
+    check_normalize(normalize)
     problems = []
     _check_same_kind([t for t in (gt, pred, images) if t is not None], "image_id", problems)
     has_class = [t.klass is not None for t in (gt, pred)]
@@ -143,9 +176,13 @@ def build_batch(gt, pred, images=None, normalize="none"):
         pred_class = np.zeros(len(pred), np.int64)
 
     scales = _scales(images, ids, normalize)
+    gt_xy = _coordinates(gt, gt_image, scales, normalize, problems)
+    pred_xy = _coordinates(pred, pred_image, scales, normalize, problems)
+    if problems:
+        raise InputError(problems)
     n_groups = len(ids) * len(classes)
-    gt_x, gt_y, gt_off, _ = _group(gt, gt_image, gt_class, len(classes), n_groups, scales)
-    pred_x, pred_y, pred_off, order = _group(pred, pred_image, pred_class, len(classes),
-                                             n_groups, scales)
+    gt_x, gt_y, gt_off, _ = _group(*gt_xy, gt_image, gt_class, len(classes), n_groups)
+    pred_x, pred_y, pred_off, order = _group(*pred_xy, pred_image, pred_class, len(classes),
+                                             n_groups)
     score = pred.score[order] if pred.score is not None else None
     return Batch(ids, classes, gt_x, gt_y, gt_off, pred_x, pred_y, score, pred_off)

@@ -10,9 +10,9 @@ import pyarrow as pa
 from kernels.cpu import candidate_pairs
 from kernels.hungarian import match_threshold
 
-from .batch import NORMALIZE, build_batch
+from .batch import build_batch, check_normalize
 from .device import backend_for
-from .io import InputError, load
+from .io import SHOWN_ROWS, InputError, _value_text, load
 from .state import MetricState
 
 log = logging.getLogger("pointscore")
@@ -38,23 +38,41 @@ def _version():
         return "0+unknown"
 
 
+def _number(value):
+    """A real number as a float (an int beyond the float range as inf), else None:
+    bools and text are not numbers here."""
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def check_thresholds(thresholds):
-    """Sorted, distinct, finite and > 0 (spec section 2)."""
+    """Sorted, distinct, finite and > 0 (spec section 2): one number or a sequence."""
     if thresholds is None:
         return np.array(DEFAULT_THRESHOLDS)
-    values = np.atleast_1d(np.asarray(thresholds, dtype=np.float64))
-    if values.size == 0 or not np.isfinite(values).all() or (values <= 0).any():
-        raise InputError(f"thresholds must be finite and > 0, got {values.tolist()}")
-    return np.unique(values)
+    items = np.asarray(thresholds, dtype=object).ravel().tolist()
+    values = [_number(v) for v in items]
+    bad = [_value_text(v) for v, f in zip(items, values) if f is None or not 0 < f < math.inf]
+    if bad or not items:
+        more = f" and {len(bad) - SHOWN_ROWS} more" if len(bad) > SHOWN_ROWS else ""
+        raise InputError("thresholds must be finite numbers > 0, got "
+                         + (", ".join(bad[:SHOWN_ROWS]) + more if bad else "none"))
+    return np.unique(np.array(values))
 
 
 def _check_options(match, score_threshold, pred):
     problems = []
-    if match not in MATCH:
-        problems.append(f"match must be one of {', '.join(MATCH)}, got '{match}'")
+    if not (isinstance(match, str) and match in MATCH):
+        problems.append(f"match must be one of {', '.join(MATCH)}, got {_value_text(match)}")
     if score_threshold is not None:
-        if not math.isfinite(score_threshold):
-            problems.append(f"score_threshold must be finite, got {score_threshold}")
+        value = _number(score_threshold)
+        if value is None or not math.isfinite(value):
+            problems.append(f"score_threshold must be a finite number, got "
+                            f"{_value_text(score_threshold)}")
         if pred.score is None:
             problems.append(f"{pred.label}: score_threshold needs a 'score' column")
     if problems:
@@ -77,8 +95,7 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
              score_threshold=None, device="auto"):
     """Score predictions against ground truth; see the spec for every rule."""
     thresholds = check_thresholds(thresholds)
-    if normalize not in NORMALIZE:
-        raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, got '{normalize}'")
+    check_normalize(normalize)
     backend, note = backend_for(device)
     gt_t, pred_t, images_t = _load_all(gt, pred, images)
     _check_options(match, score_threshold, pred_t)
@@ -142,8 +159,8 @@ def score_batch(batch, thresholds, match, score_threshold, backend):
     state.add_counts(batch.n_images, gt_count, kept_count, np.diff(batch.pred_off), group_tp)
     state.add_distances(pred_class[pred_idx] * n_t + t_idx, np.sqrt(d2), running)
     if is_tp is not None:
-        image_of_pred = batch.image_ids.take(pa.array(pred_group // n_c))
-        state.add_ap_lists(pred_class, image_of_pred, batch.pred_score, is_tp)
+        state.add_ap_lists(pred_class, pred_group // n_c, batch.image_ids, batch.pred_score,
+                           is_tp)
     return state, _per_image_table(batch, thresholds, gt_count, kept_count, group_tp)
 
 

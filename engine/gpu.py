@@ -106,7 +106,8 @@ class GpuBackend:
         with warnings.catch_warnings():
             # Small runs get few blocks by design: numba's low-occupancy hint is noise.
             warnings.filterwarnings("ignore", message="Grid size")
-            kernel[blocks, self.threads](*args)
+            # Newer numba-cuda (cuda.core) takes a Python int, not np.int64, as grid size.
+            kernel[int(blocks), self.threads](*args)
 
     def _group_of(self, off, n):
         """Group index of each of the n points of CSR offsets ``off`` (device)."""

@@ -4,7 +4,7 @@ Every problem becomes one line naming the source, the column and a few rows; all
 lines of a table are gathered before anything is raised, so a user fixes them in one go.
 Rows are counted from 0 in the order read (for CSV, the first line after the header);
 in the nested layout the columns are named 'points.x' etc. and rows count the points,
-image after image.
+image after image, except for 'image_id', whose rows count the images.
 """
 import os
 from dataclasses import dataclass
@@ -60,6 +60,12 @@ def _rows(mask_or_index, values=None):
             else np.asarray(values)[picked].tolist()
         text += " (" + ", ".join(repr(v) for v in shown_values) + ")"
     return text
+
+
+def _value_text(value):
+    """An option's value as a short line of a message: 0.5, not np.float64(0.5)."""
+    text = " ".join(repr(value.item() if isinstance(value, np.generic) else value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _read_path(path, role):
@@ -135,7 +141,8 @@ def _is_nested(table):
 
 
 def _flatten_nested(table, label):
-    """The nested layout (one row per image, a list<struct> column 'points') -> long."""
+    """The nested layout (one row per image, a list<struct> column 'points') -> long,
+    and the image row of each point."""
     points = table.column("points").combine_chunks()
     if not pa.types.is_struct(points.type.value_type):
         raise InputError(f"{label}: column 'points' must be list<struct<x, y[, score, class]>>, "
@@ -147,7 +154,7 @@ def _flatten_nested(table, label):
         columns["image_id"] = pc.take(table.column("image_id"), parents)
     for field, values in zip(flat.type, flat.flatten()):
         columns[field.name] = values
-    return pa.table(columns)
+    return pa.table(columns), parents
 
 
 def _plain_array(column):
@@ -221,12 +228,9 @@ def load(source, role):
     """Read and check one table; raise InputError listing every problem found."""
     table, label = to_arrow(source, role)
     nested = role != "images" and _is_nested(table)
-    listed_ids = None
     if nested:
-        if "image_id" in table.column_names:  # problems are reported on the flat column
-            listed_ids = _key_column(_plain_array(table.column("image_id")), label,
-                                     "image_id", [])
-        table = _flatten_nested(table, label)
+        listed = table.column("image_id") if "image_id" in table.column_names else None
+        table, parents = _flatten_nested(table, label)
 
     def shown(name):  # the column's name in messages
         return f"points.{name}" if nested and name != "image_id" else name
@@ -242,7 +246,13 @@ def load(source, role):
     def check(name, kind, **options):
         return kind(col[name], label, shown(name), problems, **options) if name in col else None
 
-    out = Table(label=label, image_id=check("image_id", _key_column), listed_ids=listed_ids)
+    if nested and listed is not None:
+        # Checked once per image, images without points too; the points' ids follow.
+        listed = _key_column(_plain_array(listed), label, "image_id", problems)
+        out = Table(label=label, image_id=None if listed is None else listed.take(parents),
+                    listed_ids=listed)
+    else:
+        out = Table(label=label, image_id=check("image_id", _key_column))
     if role in ("gt", "pred"):
         out.x = check("x", _float_column)
         out.y = check("y", _float_column)

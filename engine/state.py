@@ -2,17 +2,34 @@
 
 Counts are integer sums; float sums (distances, NAE terms) are exact accumulators, so
 ``merge`` is associative and commutative to the last bit. AP keeps every prediction's
-(score, is-TP per threshold) in (image id, row) order; the final score sort happens
-once, in ``compute``. Nothing is ever an average of averages.
+(score, is-TP per threshold) as sorted runs: each run holds the predictions of a set
+of images in (image id, row) order, ``merge`` only appends runs, and ``compute`` lays
+them out in (image id, row) order once before the stable score sort, so ties between
+equal scores break the same way however the images were split. Nothing is ever an
+average of averages.
 """
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels.ap import coco101_ap
+from kernels.ap import RECALL_POINTS, precision_at_recall_points
 from kernels.exact import ExactSums
+
+
+@dataclass
+class ApRun:
+    """One class's predictions from a set of images, in (image id, row) order."""
+    image_ids: pa.Array    # distinct, ascending
+    counts: np.ndarray     # predictions per image
+    score: np.ndarray      # (n,)
+    is_tp: np.ndarray      # (n, n_thresholds) bool
+
+    @property
+    def id_type(self):
+        return self.image_ids.type
 
 
 class MetricState:
@@ -38,10 +55,7 @@ class MetricState:
         self.sq_err = np.zeros(n_c + 1, np.int64)
         self.nae = ExactSums(n_c + 1)
         self.nae_images = np.zeros(n_c + 1, np.int64)
-        # AP lists per class: image ids, scores and is_tp (n, n_t), in (image, row) order.
-        self.ap_image = [pa.array([], pa.int64()) for _ in self.classes]
-        self.ap_score = [np.zeros(0) for _ in self.classes]
-        self.ap_tp = [np.zeros((0, n_t), bool) for _ in self.classes]
+        self.ap_runs = [[] for _ in self.classes]  # per class: non-empty ApRuns
 
     # -- update ---------------------------------------------------------------------------
     def add_counts(self, n_images, gt_count, kept_count, all_count, group_tp):
@@ -76,14 +90,15 @@ class MetricState:
             sums.cumulate_rows(n_t)
         self.dist.merge(sums)
 
-    def add_ap_lists(self, class_of_pred, image_of_pred, score, is_tp):
-        """Every prediction's (image id, score, is_tp per threshold), in (image, row) order."""
+    def add_ap_lists(self, class_of_pred, image_of_pred, image_ids, score, is_tp):
+        """Every prediction's score and is_tp per threshold (n_t, n), in (image, row)
+        order; image_of_pred indexes the ascending ``image_ids``."""
         for c in range(len(self.classes)):
             mine = np.flatnonzero(class_of_pred == c)
-            self.ap_image[c] = pa.concat_arrays([self.ap_image[c].cast(image_of_pred.type),
-                                                 image_of_pred.take(mine)])
-            self.ap_score[c] = np.concatenate([self.ap_score[c], score[mine]])
-            self.ap_tp[c] = np.concatenate([self.ap_tp[c], is_tp[:, mine].T])
+            if mine.size:
+                images, counts = np.unique(image_of_pred[mine], return_counts=True)
+                self.ap_runs[c].append(ApRun(image_ids.take(pa.array(images)), counts,
+                                             score[mine], np.ascontiguousarray(is_tp[:, mine].T)))
 
     # -- merge ----------------------------------------------------------------------------
     def merge(self, other):
@@ -92,6 +107,7 @@ class MetricState:
             raise ValueError("cannot merge states computed at different thresholds")
         if self.has_scores != other.has_scores:
             raise ValueError("cannot merge states with and without scores")
+        self._check_id_types(other)
         for value in sorted(set(other.classes) - set(self.classes)):
             self._add_class(value)
         at = np.array([self.classes.index(v) for v in other.classes], np.int64)
@@ -109,13 +125,15 @@ class MetricState:
         _merge_exact(self.dist, other.dist, dist_keys)
         _merge_exact(self.nae, other.nae, rows)
         for src, dst in enumerate(at):
-            images = pa.concat_arrays([self.ap_image[dst].cast(other.ap_image[src].type),
-                                       other.ap_image[src]])
-            order = np.asarray(pc.sort_indices(images))  # stable: rows stay in order
-            self.ap_image[dst] = images.take(order)
-            self.ap_score[dst] = np.concatenate([self.ap_score[dst], other.ap_score[src]])[order]
-            self.ap_tp[dst] = np.concatenate([self.ap_tp[dst], other.ap_tp[src]])[order]
+            self.ap_runs[dst] = self.ap_runs[dst] + other.ap_runs[src]
         return self
+
+    def _check_id_types(self, other):
+        """Image ids of both states share a type (a state without predictions has no say)."""
+        types = {run.id_type for runs in self.ap_runs + other.ap_runs for run in runs}
+        if len(types) > 1:
+            raise ValueError("cannot merge states whose image ids differ in type: "
+                             + ", ".join(sorted(map(str, types))))
 
     def _add_class(self, value):
         """Insert an empty class, keeping classes sorted."""
@@ -130,24 +148,62 @@ class MetricState:
         for sums, key, width in ((self.dist, c * n_t, n_t), (self.nae, c, 1)):
             sums.partials = np.insert(sums.partials, [key] * width, 0.0, axis=0)
             sums.counts = np.insert(sums.counts, [key] * width, 0)
-        self.ap_image.insert(c, pa.array([], pa.int64()))
-        self.ap_score.insert(c, np.zeros(0))
-        self.ap_tp.insert(c, np.zeros((0, n_t), bool))
+        self.ap_runs.insert(c, [])
 
     # -- compute --------------------------------------------------------------------------
     def average_precision(self, xp=np):
         """AP per class and threshold (NaN for a class without ground truth)."""
+        return self.interpolated_precision(xp).mean(axis=2)
+
+    def interpolated_precision(self, xp=np):
+        """COCO's interpolated precision at the 101 recall points
+        ``kernels.ap.RECALL_POINTS``, per class and threshold: (n_classes, n_t, 101),
+        NaN for a class without ground truth (and everywhere without scores). AP is
+        its mean over the last axis; plotted against the recall points it is the PR
+        curve."""
         n_t = self.thresholds.size
-        ap = np.full((len(self.classes), n_t), np.nan)
+        sampled = np.full((len(self.classes), n_t, RECALL_POINTS.size), np.nan)
         if not self.has_scores:
-            return ap
+            return sampled
         for c in range(len(self.classes)):
             if self.gt_points[c] == 0:
                 continue
-            order = np.argsort(-self.ap_score[c], kind="stable")
-            tp_sorted = xp.asarray(np.ascontiguousarray(self.ap_tp[c][order].T))
-            ap[c] = coco101_ap(xp, tp_sorted, int(self.gt_points[c]))
-        return ap
+            run = self._one_run(c)
+            score, is_tp = (run.score, run.is_tp) if run else \
+                (np.zeros(0), np.zeros((0, n_t), bool))
+            descending = -score
+            order = np.argsort(descending, kind="stable")
+            del descending  # before the kernel: the lists may be most of memory
+            sampled[c] = precision_at_recall_points(xp, is_tp, order, int(self.gt_points[c]))
+        return sampled
+
+    def _one_run(self, c):
+        """Class c's runs laid out as one, in (image id, row) order (kept, so that this
+        happens once); None when the class has no predictions. Runs are copied out one
+        at a time and let go, so the lists are held about once, not twice."""
+        runs = sorted(self.ap_runs[c], key=lambda run: run.image_ids[0].as_py())
+        if len(runs) > 1:
+            self.ap_runs[c] = []
+            ids = pa.concat_arrays([run.image_ids for run in runs])
+            counts = np.concatenate([run.counts for run in runs])
+            score = np.empty(int(counts.sum()))
+            is_tp = np.empty((score.size, self.thresholds.size), bool)
+            at = 0
+            while runs:
+                run = runs.pop(0)
+                score[at:at + run.score.size] = run.score
+                is_tp[at:at + run.score.size] = run.is_tp
+                at += run.score.size
+            del run
+            if not _ascending(ids):  # interleaved runs: sort their images, rows follow
+                by_image = np.asarray(pc.sort_indices(ids))
+                starts = np.cumsum(counts) - counts
+                counts = counts[by_image]
+                rows = np.repeat(starts[by_image] - (np.cumsum(counts) - counts), counts) \
+                    + np.arange(counts.sum())
+                ids, score, is_tp = ids.take(pa.array(by_image)), score[rows], is_tp[rows]
+            self.ap_runs[c] = [ApRun(ids, counts, score, is_tp)]
+        return self.ap_runs[c][0] if self.ap_runs[c] else None
 
     def compute(self, xp=np):
         """The metric part of the summary (spec section 7), JSON-ready."""
@@ -188,6 +244,10 @@ class MetricState:
             "map": float(np.mean(valid_ap)) if valid_ap and len(valid_ap) == n_t else None,
             "classes": classes,
         }
+
+
+def _ascending(ids):
+    return len(ids) < 2 or pc.all(pc.less(ids[:-1], ids[1:])).as_py()
 
 
 def _merge_exact(dst, src, keys):
@@ -233,10 +293,13 @@ def _nullable(values):
 
 
 def _mean_rows(rows, n_t):
-    """Plain mean over classes per threshold; null when no class qualifies."""
+    """Plain mean over classes per threshold; null when no class qualifies. One
+    contiguous 1-D mean per threshold: numpy's pairwise sum over axis 0 of a 2-D array
+    adds in another order, which would differ in the last bit from the reference."""
     if not rows:
         return [None] * n_t
-    return [float(v) for v in np.mean(np.stack(rows), axis=0)]
+    by_threshold = np.ascontiguousarray(np.stack(rows).T)
+    return [float(np.mean(column)) for column in by_threshold]
 
 
 def _counting(abs_err, sq_err, nae_sum, nae_images, n_images):

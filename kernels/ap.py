@@ -7,7 +7,7 @@ summation order is numpy's, as in pycocotools. On the host a Numba kernel does t
 same steps in one pass, without the temporaries.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 EPS = np.spacing(1)  # pycocotools' denominator guard
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -34,7 +34,7 @@ def doubling_suffix_max(xp, values):
     return out
 
 
-def precision_at_recall_points(xp, tp_sorted, n_gt):
+def precision_at_recall_points_xp(xp, tp_sorted, n_gt):
     """Interpolated precision at the 101 recall points, per threshold.
 
     tp_sorted: bool array (n_thresholds, n) in accumulation order (descending score).
@@ -58,37 +58,49 @@ def precision_at_recall_points(xp, tp_sorted, n_gt):
     return sampled if xp is np else xp.asnumpy(sampled)
 
 
-@njit(cache=True, parallel=True)
-def precision_at_recall_points_cpu(tp_sorted, n_gt):
-    """precision_at_recall_points in one pass per threshold, without temporaries:
-    the same IEEE operations in the same order, so the same bits."""
-    n_t, n = tp_sorted.shape
+@njit(cache=True)
+def precision_at_recall_points_cpu(is_tp, order, n_gt):
+    """precision_at_recall_points_xp of is_tp[order].T in one pass and O(101) memory, for
+    lists larger than memory allows copying: the same IEEE operations, so the same bits.
+
+    is_tp: bool (n, n_thresholds); order: the accumulation order (descending score).
+    Recall never falls, so recall point r is first reached at searchsorted's index
+    idx_r, and the envelope there, max(precision[idx_r:]), is the largest of the
+    maxima of the precisions between consecutive first-reach indices from r on.
+    """
+    n_t = is_tp.shape[1]
     points = RECALL_POINTS  # numpy's values: Numba's linspace may round differently
-    sampled = np.zeros((n_t, points.size))
-    for t in prange(n_t):
-        recall = np.empty(n)
-        precision = np.empty(n)
-        tp = 0
-        for i in range(n):
-            tp += tp_sorted[t, i]
-            recall[i] = tp / n_gt
-            precision[i] = tp / ((i + 1 - tp) + tp + EPS)
-        for i in range(n - 2, -1, -1):
-            precision[i] = max(precision[i], precision[i + 1])
-        i = 0
-        for r in range(points.size):
-            while i < n and recall[i] < points[r]:  # searchsorted(side="left")
-                i += 1
-            if i == n:
-                break
-            sampled[t, r] = precision[i]
+    n_r = points.size
+    stretch_max = np.zeros((n_t, n_r))  # max precision from idx_r up to the next idx
+    reached = np.zeros(n_t, np.int64)   # recall points reached so far
+    tp = np.zeros(n_t, np.int64)
+    for i in range(order.size):
+        row = order[i]
+        for t in range(n_t):
+            tp[t] += is_tp[row, t]
+            recall = tp[t] / n_gt
+            precision = tp[t] / ((i + 1 - tp[t]) + tp[t] + EPS)
+            r = reached[t]
+            while r < n_r and recall >= points[r]:  # searchsorted(side="left")
+                r += 1
+            reached[t] = r
+            # points[0] is 0, so r >= 1 from the first prediction on.
+            stretch_max[t, r - 1] = max(stretch_max[t, r - 1], precision)
+    sampled = np.zeros((n_t, n_r))
+    for t in range(n_t):
+        envelope = 0.0
+        for r in range(reached[t] - 1, -1, -1):
+            envelope = max(envelope, stretch_max[t, r])
+            sampled[t, r] = envelope
     return sampled
 
 
-def coco101_ap(xp, tp_sorted, n_gt):
-    """AP per threshold: the mean of the 101 interpolated precisions (host numpy)."""
+def precision_at_recall_points(xp, is_tp, order, n_gt):
+    """Interpolated precision at the 101 recall points per threshold, (n_t, 101) on the
+    host; its mean over the points is COCO's AP (taken on the host, so that the
+    summation order is numpy's, as in pycocotools).
+    is_tp: host bool (n, n_thresholds); order: descending score."""
     if xp is np:
-        sampled = precision_at_recall_points_cpu(tp_sorted, n_gt)
-    else:
-        sampled = precision_at_recall_points(xp, tp_sorted, n_gt)
-    return sampled.mean(axis=1)
+        return precision_at_recall_points_cpu(is_tp, order, n_gt)
+    tp_sorted = xp.asarray(np.ascontiguousarray(is_tp[order].T))
+    return precision_at_recall_points_xp(xp, tp_sorted, n_gt)

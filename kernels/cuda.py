@@ -55,7 +55,8 @@ def grid_geometry(gx, gy, g_off, dmax, xmin, ymin, cell, nx, ny):
     Cells are >= dmax * CELL_SLACK and doubled until the grid has at most
     CELLS_PER_POINT cells per point (+16), which bounds the memory of any group. The
     test runs in floating point so that sparse, far-flung groups cannot overflow an
-    integer. A group without gts gets a 0 x 0 grid.
+    integer. A group without gts gets a 0 x 0 grid. The extents must be finite
+    (engine.batch bounds every coordinate so that differences are).
     """
     k = cuda.grid(1)
     if k >= g_off.size - 1:
@@ -78,6 +79,11 @@ def grid_geometry(gx, gy, g_off, dmax, xmin, ymin, cell, nx, ny):
             y1 = gy[g]
     size = dmax * CELL_SLACK
     limit = CELLS_PER_POINT * (g1 - g0) + 16
+    # No narrower than the cap allows along either axis, as kernels.cpu: the loop below
+    # then doubles O(log limit) times, not ~2000 times for a tiny dmax.
+    extent = x1 - x0 if x1 - x0 > y1 - y0 else y1 - y0
+    if size < extent / limit:
+        size = extent / limit
     sx = (x1 - x0) / size
     sy = (y1 - y0) / size
     while (sx + 1.0) * (sy + 1.0) > limit:

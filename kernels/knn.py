@@ -14,22 +14,30 @@ from .cpu import CELLS_PER_POINT, _bin_points
 
 K = 4  # candidates fetched per step: greedy and AP matching rarely need more
 POINTS_PER_CELL = 2.0
+# Cells are at least this fraction of dmax wide, however tightly the gts cluster: a
+# prediction within dmax of the grid is then at most 2**20 cells away from it, so its
+# cell offsets are small integers and their rounding stays far below the ring search's
+# slack (see next_nearest).
+MIN_CELL = 2.0 ** -20
 
 
 @njit(cache=True)
 def fine_grid(gx, gy, dmax):
-    """A grid with about POINTS_PER_CELL points per cell (never over the cell cap)."""
+    """A grid with about POINTS_PER_CELL points per cell (never over the cell cap),
+    its cells no narrower than MIN_CELL * dmax."""
     n = gx.size
     xmin, xmax, ymin, ymax = gx.min(), gx.max(), gy.min(), gy.max()
     width, height = xmax - xmin, ymax - ymin
     if width > 0 and height > 0:
-        cell = np.sqrt(width * height * POINTS_PER_CELL / n)
+        # Roots taken apart: the product of two wide extents could overflow.
+        cell = np.sqrt(width * POINTS_PER_CELL / n) * np.sqrt(height)
     else:
         cell = max(width, height) * POINTS_PER_CELL / n
     if not cell > 0:
         cell = dmax
     limit = CELLS_PER_POINT * n + 16
-    cell = max(cell, max(width, height) / limit)  # before any int(): no overflow
+    # Before any int(): no overflow in the cell counts nor in next_nearest's offsets.
+    cell = max(cell, max(width, height) / limit, dmax * MIN_CELL)
     while True:
         nx = int(width / cell) + 1
         ny = int(height / cell) + 1
@@ -85,9 +93,10 @@ def next_nearest(qx, qy, gx, gy, taken, grid, d2max, after_d2, after_g, out_d2, 
     count = 0
     tx = (qx - xmin) / cell
     ty = (qy - ymin) / cell
-    # Farther than d from every cell: nothing to find (also keeps ints in range).
+    # Farther than d from every cell: nothing to find. What passes is within
+    # 1 / MIN_CELL + 2 cells of the grid (fine_grid), so int() cannot overflow.
     reach = np.sqrt(d2max) / cell + 2.0
-    if tx < -reach or ty < -reach or tx > nx + reach or ty > ny + reach:
+    if not (-reach <= tx <= nx + reach and -reach <= ty <= ny + reach):
         return 0, True
     pcx = int(np.floor(tx))
     pcy = int(np.floor(ty))
@@ -95,7 +104,8 @@ def next_nearest(qx, qy, gx, gy, taken, grid, d2max, after_d2, after_g, out_d2, 
     r = max(0, -pcx, pcx - (nx - 1), -pcy, pcy - (ny - 1))
     while True:
         # A point in ring r is at least (r - 1) cells away; the 1e-6 cell of slack
-        # dwarfs any rounding in the cell indices (cell coordinates stay below ~1e10).
+        # dwarfs any rounding in the cell indices (cell coordinates stay below
+        # 1 / MIN_CELL plus the grid's extent, at most CELLS_PER_POINT * n + 16 cells).
         bound = (r - 1 - 1e-6) * cell
         if r > 1 and bound * bound > d2max:
             break

@@ -90,6 +90,24 @@ def test_matching_and_ap_matching_equal_cpu(nearest, data):
                  CpuBackend().match(b, dmax, kept, nearest, d2_thresholds))
 
 
+@pytest.mark.parametrize("nearest", [False, True], ids=["greedy", "nearest"])
+@pytest.mark.parametrize("spread, dmax", [(1e-20, 1.0), (5e-324, 1.0), (1e6, 1e-300)],
+                         ids=["clustered", "subnormal", "tiny-d"])
+def test_clustered_gts_and_tiny_thresholds_equal_cpu(nearest, spread, dmax):
+    # Cell sizes at the extremes: gts closer than any sensible cell, and a d so small
+    # that the grid is sized by the cap on cells alone.
+    gx = np.array([0.0, spread, 0.0, spread])
+    gy = np.array([0.0, 0.0, spread, spread])
+    px = np.array([spread + dmax / 2, 0.0, spread, -0.75 * dmax, 1e15])
+    py = np.array([0.0, 0.0, spread, 0.5 * dmax, 0.0])
+    b = _batch(gx, gy, np.array([0, 4]), px, py, np.array([0, 5]), np.array(SCORES[:5]))
+    d2_thresholds = np.array([0.25, 1.0]) * dmax * dmax
+    kept = np.ones(5, bool)
+    _assert_same(_backend().candidates(b, dmax), _cpu_candidates(b, dmax))
+    _assert_same(_backend().match(b, dmax, kept, nearest, d2_thresholds),
+                 CpuBackend().match(b, dmax, kept, nearest, d2_thresholds))
+
+
 def _count_launches(monkeypatch, backend, kernel):
     calls = []
     launch = backend._launch

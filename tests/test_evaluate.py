@@ -109,3 +109,29 @@ def test_default_thresholds_and_map_range():
     # COCO's precision tp / (tp + fp + eps) is 1 - 1e-16 for a lone hit, as in pycocotools.
     assert s["macro"]["ap"] == pytest.approx([0.0] * 3 + [1.0] * 7, abs=1e-15)
     assert s["map"] == pytest.approx(0.7, abs=1e-15)
+
+
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+def test_tightly_clustered_ground_truth_equals_naive(match):
+    # Two gts 1e-20 apart once made a grid cell that narrow, and the prediction's cell
+    # offset overflowed int64: no match under bounds checks, SIGBUS without.
+    gt = {"image_id": [0, 0], "x": [0.0, 1e-20], "y": [0.0, 0.0]}
+    pred = {"image_id": [0], "x": [0.5], "y": [0.0], "score": [1.0]}
+    report = engine.evaluate(gt, pred, thresholds=[1.0], match=match, device="cpu")
+    assert report.summary["micro"]["tp"] == [1]
+    assert_same(metrics(report.summary), naive_evaluate(gt, pred, None, (1.0,), match=match))
+
+
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+def test_coincident_points_equal_naive(match):
+    # Hundreds of gts and predictions at one spot: every pair there ties.
+    rng = np.random.default_rng(11)
+    gt = {"image_id": np.zeros(300, np.int64), "x": np.full(300, 2.0), "y": np.full(300, 3.0)}
+    pred = {"image_id": np.zeros(250, np.int64), "x": np.full(250, 2.0),
+            "y": np.full(250, 3.0), "score": rng.choice([0.2, 0.5, 0.9], 250)}
+    gt["x"][::30] += rng.random(10)
+    pred["y"][::25] -= rng.random(10)
+    thresholds = (0.25, 0.5, 1.0)
+    report = engine.evaluate(gt, pred, thresholds=thresholds, match=match, device="cpu")
+    expected = naive_evaluate(gt, pred, None, thresholds, match=match)
+    assert_same(metrics(report.summary), expected, approx_loc_error=match == "hungarian")

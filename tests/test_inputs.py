@@ -299,3 +299,85 @@ def test_nested_image_without_points_still_counts():
                        "points": pa.array([[{"x": 0.0, "y": 0.0}], []], pa.list_(point))})
     s = engine.evaluate(nested, nested, thresholds=[1.0], device="cpu").summary
     assert s["images"] == 2 and s["micro"]["tp"] == [1]
+
+
+IMAGES = {"image_id": [1, 2, 3, 4], "width": [10.0] * 4, "height": [10.0] * 4}
+
+
+@pytest.mark.parametrize("gt, images, normalize, lines", [
+    # 4 / 1e-320 overflows; so do the predictions 0.25 and 4.0 of image 1.
+    (GT_NO_CLASS, changed(IMAGES, width=[1e-320, 10.0, 10.0, 10.0]), "wh",
+     ["<gt>: column 'x' has 1 values not finite or beyond +-8.988e+307 with normalize 'wh' "
+      "(row 1 (inf))",
+      "<pred>: column 'x' has 2 values not finite or beyond +-8.988e+307 with normalize 'wh' "
+      "(rows 0, 1 (inf, inf))"]),
+    (GT_NO_CLASS, changed(IMAGES, width=[10.0, 1e200, 1e-170, 10.0],
+                          height=[10.0, 1.0, 1e-170, 10.0]), "diag",
+     ["<images>: normalize 'diag' needs every diagonal sqrt(width**2 + height**2) finite "
+      "and > 0 in float64, got 2 that are not (rows 1, 2 (inf, 0.0))"]),
+    (changed(GT_NO_CLASS, x=[0.0, 1e308, 0.0, -1e308, 1.0]), None, "none",
+     ["<gt>: column 'x' has 2 values beyond +-8.988e+307, where distances overflow "
+      "(rows 1, 3 (1e+308, -1e+308))"]),
+])
+def test_coordinates_the_kernels_cannot_take_are_refused(gt, images, normalize, lines):
+    assert problems(gt=gt, images=images, normalize=normalize) == lines
+
+
+def test_nested_coordinates_out_of_range_name_the_points_field():
+    points = pa.array([[{"x": 1.0, "y": 2.0}], [{"x": 0.0, "y": 1e300}]])
+    gt = pa.table({"image_id": [1, 2], "points": points})
+    images = {"image_id": [1, 2], "width": [1.0, 1.0], "height": [1.0, 1e-20]}
+    gt_line, _ = problems(gt=gt, pred=gt, images=images, normalize="wh")
+    assert gt_line == ("<gt>: column 'points.y' has 1 values not finite or beyond "
+                       "+-8.988e+307 with normalize 'wh' (row 1 (inf))")
+
+
+def _nested(ids, points, id_type=None):
+    point = pa.struct([("x", pa.float64()), ("y", pa.float64())])
+    return pa.table({"image_id": pa.array(ids, id_type),
+                     "points": pa.array(points, pa.list_(point))})
+
+
+ONE_POINT = [{"x": 0.0, "y": 0.0}]
+
+
+@pytest.mark.parametrize("gt, line", [
+    # Images without points: the flat table never sees them, their ids are checked too.
+    (_nested([1, None], [ONE_POINT, []]), "<gt>: column 'image_id' has 1 missing values (row 1)"),
+    (_nested([1.5, 2.0], [[], []], pa.float64()),
+     "<gt>: column 'image_id' must be integer or string, got double (row 0 (1.5))"),
+    # Rows of 'image_id' count the images, not the points.
+    (_nested([1, 2, None], [ONE_POINT * 3, ONE_POINT, ONE_POINT]),
+     "<gt>: column 'image_id' has 1 missing values (row 2)"),
+    (_nested(["a", "b"], [[], []]), "column 'image_id' is string in <gt> but integer in <pred>"),
+])
+def test_nested_image_ids_are_checked_image_by_image(gt, line):
+    assert problems(gt=gt) == [line]
+
+
+@pytest.mark.parametrize("options, line", [
+    ({"score_threshold": "0.5"}, "score_threshold must be a finite number, got '0.5'"),
+    ({"score_threshold": np.float64("nan")}, "score_threshold must be a finite number, got nan"),
+    ({"score_threshold": True}, "score_threshold must be a finite number, got True"),
+    ({"thresholds": ["a"]}, "thresholds must be finite numbers > 0, got 'a'"),
+    ({"thresholds": [0.1, float("nan")]}, "thresholds must be finite numbers > 0, got nan"),
+    ({"thresholds": "0.5"}, "thresholds must be finite numbers > 0, got '0.5'"),
+    ({"thresholds": []}, "thresholds must be finite numbers > 0, got none"),
+    ({"thresholds": [10 ** 400]}, "thresholds must be finite numbers > 0, got "
+                                  "1000000000000000000000000000000000000..."),
+    ({"match": 3}, "match must be one of greedy, nearest, hungarian, got 3"),
+    ({"match": np.array(["greedy"])},
+     "match must be one of greedy, nearest, hungarian, got array(['greedy'], dtype='<U6')"),
+    ({"normalize": ["wh"]}, "normalize must be one of none, wh, diag, got ['wh']"),
+])
+def test_options_of_the_wrong_type_give_one_line(options, line):
+    with pytest.raises(InputError) as caught:
+        engine.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu",
+                        **{"thresholds": [1.0], **options})
+    assert caught.value.problems == [line]
+
+
+def test_options_of_any_numeric_type_are_accepted():
+    s = engine.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu", thresholds=np.float32(1.0),
+                        score_threshold=np.int64(0)).summary
+    assert s["config"]["thresholds"] == [1.0] and s["micro"]["tp"] == [3]

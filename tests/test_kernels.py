@@ -65,10 +65,14 @@ def test_far_away_and_collinear_points_do_not_overflow_the_grid():
 @SETTINGS
 @given(batch=groups(max_points=30), seed=st.integers(0, 2**32 - 1))
 def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
-    gx, gy, g_off, px, py, p_off, d = batch
     rng = np.random.default_rng(seed)
-    kept = rng.random(px.size) < 0.8
-    score = rng.choice([0.2, 0.5, 0.9], px.size)
+    _assert_knn_equals_reference(rule, batch, rng.random(batch[3].size) < 0.8,
+                                 rng.choice([0.2, 0.5, 0.9], batch[3].size))
+
+
+def _assert_knn_equals_reference(rule, batch, kept, score):
+    """kernels.knn's matching and AP matching, group by group, against kernels.reference."""
+    gx, gy, g_off, px, py, p_off, d = batch
     thresholds = np.array([d / 3, d / 2, d])
     match_gt, match_d2, is_tp = knn.match_groups(rule == "nearest", p_off, g_off, px, py,
                                                  gx, gy, kept, d, score, thresholds ** 2, True)
@@ -85,12 +89,42 @@ def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
                 set(reference.score_order(pred_xy, score[sl], gt_xy, dt))
 
 
+def _one_group(gx, gy, px, py, d):
+    return (np.asarray(gx, float), np.asarray(gy, float), np.array([0, len(gx)]),
+            np.asarray(px, float), np.asarray(py, float), np.array([0, len(px)]), d)
+
+
+@pytest.mark.parametrize("rule", ["greedy", "nearest"])
+@pytest.mark.parametrize("spread", [1e-20, 1e-300, 5e-324])
+def test_tightly_clustered_gts_keep_cell_offsets_in_range(rule, spread):
+    # gts 'spread' apart once gave cells that narrow, and predictions within d cell
+    # offsets beyond int64: wrong matches under bounds checks, SIGBUS without.
+    batch = _one_group([0.0, spread, 0.0], [0.0, 0.0, spread], [0.5, -0.75, 0.0, 1.0, 1e15],
+                       [0.0, 0.5, 0.0, 0.0, 0.0], 1.0)
+    _assert_knn_equals_reference(rule, batch, np.ones(5, bool),
+                                 np.array([1.0, 0.9, 0.8, 0.7, 0.6]))
+
+
+@pytest.mark.parametrize("rule", ["greedy", "nearest"])
+def test_coincident_points_match_the_reference(rule):
+    # Hundreds of gts and predictions on one spot, a few around it: every pair at the
+    # spot ties, and windows of knn.K run out again and again.
+    rng = np.random.default_rng(5)
+    gx, px = np.zeros(400), np.zeros(300)
+    gx[::40], px[::30] = rng.random(10), rng.random(10)
+    batch = _one_group(gx, np.zeros(400), px, np.zeros(300), 0.5)
+    _assert_knn_equals_reference(rule, batch, rng.random(300) < 0.9,
+                                 rng.choice([0.2, 0.5, 0.9], 300))
+
+
 @SETTINGS
-@given(n=st.integers(1, 300), rate=st.floats(0, 1), extra_gt=st.integers(0, 20),
+@given(n=st.integers(0, 300), rate=st.floats(0, 1), extra_gt=st.integers(0, 20),
        seed=st.integers(0, 2**32 - 1))
 def test_host_ap_kernel_equals_the_array_module_lines(n, rate, extra_gt, seed):
     """The Numba AP kernel (host) and the xp lines (run on a GPU by CuPy) agree bitwise."""
-    tp_sorted = np.random.default_rng(seed).random((3, n)) < rate
-    n_gt = max(int(tp_sorted.sum(axis=1).max()) + extra_gt, 1)
-    assert np.array_equal(ap.precision_at_recall_points_cpu(tp_sorted, n_gt),
-                          ap.precision_at_recall_points(np, tp_sorted, n_gt))
+    rng = np.random.default_rng(seed)
+    is_tp = rng.random((n, 3)) < rate
+    order = rng.permutation(n)
+    n_gt = max(int(is_tp.sum(axis=0).max()) + extra_gt, 1)
+    assert np.array_equal(ap.precision_at_recall_points_cpu(is_tp, order, n_gt),
+                          ap.precision_at_recall_points_xp(np, is_tp[order].T.copy(), n_gt))
