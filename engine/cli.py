@@ -9,12 +9,13 @@ import os
 import sys
 from contextlib import ExitStack
 
-from . import convert
-from .device import DEVICES
-from .evaluate import MATCH, evaluate
+from . import convert, stream
 from .batch import NORMALIZE
+from .device import DEVICES
+from .distributed import DistributedError
+from .evaluate import MATCH
 from .io import InputError
-from .report import atomic_path, output_path_problem, summary_json, text_table, write_per_image
+from .report import atomic_path, output_path_problem, summary_json, text_table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,9 +68,32 @@ def _parser():
     ev.add_argument("--device", choices=DEVICES, default="auto")
     ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
     ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    big = ev.add_argument_group(
+        "large datasets", "Parquet dataset directories, and Parquet inputs of more points "
+        "than one shard, are streamed shard by shard in bounded memory")
+    big.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="score on a local Dask cluster of N worker processes")
+    big.add_argument("--scheduler", metavar="ADDRESS",
+                     help="score on the Dask cluster at ADDRESS (tcp://host:8786)")
+    big.add_argument("--shard-points", type=_positive_int, metavar="N",
+                     default=stream.DEFAULT_SHARD_POINTS,
+                     help=f"points per shard (default {stream.DEFAULT_SHARD_POINTS:,})")
+    big.add_argument("--scratch-dir", metavar="DIR",
+                     help="where inputs not sorted by image_id are partitioned "
+                          "(default TMPDIR; with --scheduler, a directory every worker shares)")
     ev.set_defaults(func=_evaluate)
     convert.add_parser(commands)
     return parser
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
+    return value
 
 
 def _check_outputs(args):
@@ -84,15 +108,15 @@ def _check_outputs(args):
 
 def _evaluate(args):
     _check_outputs(args)
-    report = evaluate(args.gt, args.pred, args.images, thresholds=args.thresholds,
-                      normalize=args.normalize, match=args.match,
-                      score_threshold=args.score_threshold, device=args.device)
-    for line in report.notes:
-        print(line, file=sys.stderr)
+    if args.workers and args.scheduler:
+        raise InputError("usage error: give --workers (a local cluster) or --scheduler "
+                         "(an existing one), not both")
     # Both files are complete before either takes its final name.
     with ExitStack() as stack:
-        if args.per_image:
-            write_per_image(report.per_image, stack.enter_context(atomic_path(args.per_image)))
+        per_image = stack.enter_context(atomic_path(args.per_image)) if args.per_image else None
+        report = stream.evaluate_cli(args, per_image)
+        for line in report.notes:
+            print(line, file=sys.stderr)
         if args.json and args.json != "-":
             with open(stack.enter_context(atomic_path(args.json)), "w", encoding="utf-8") as out:
                 out.write(summary_json(report.summary))
@@ -111,6 +135,9 @@ def main(argv=None):
         for line in exc.problems:
             print(f"pointscore: {' '.join(str(line).splitlines())}", file=sys.stderr)
         return 2
+    except DistributedError as exc:
+        print(f"pointscore: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("pointscore: interrupted", file=sys.stderr)
         return 130

@@ -135,6 +135,11 @@ BAD = {
     "thresholds not numbers": ({}, ["--thresholds", "abc"], [["--thresholds", "'abc'"]]),
     "unknown match": ({}, ["--match", "best"], [["usage error", "--match", "'best'"]]),
     "unknown device": ({}, ["--device", "tpu"], [["usage error", "--device", "'tpu'"]]),
+    "no workers": ({}, ["--workers", "0"], [["usage error", "--workers", "'0'"]]),
+    "workers and a scheduler": ({}, ["--workers", "2", "--scheduler", "tcp://h:8786"],
+                                [["usage error", "--workers", "--scheduler", "not both"]]),
+    "shard points not a number": ({}, ["--shard-points", "1e6"],
+                                  [["usage error", "--shard-points", "'1e6'"]]),
     "several problems in one table": (
         {"gt.parquet": {"image_id": [1.5, 2.0], "x": ["a", "0"], "y": [0.0, np.nan]}}, [],
         [["{gt}", "column 'image_id'", "row 0 (1.5)"], ["{gt}", "column 'x'", "row 0 ('a')"],
@@ -285,7 +290,7 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_pat
 def test_internal_error_exits_1_with_one_line(files, capsys, monkeypatch):
     def crash(*args, **kwargs):
         raise ValueError("something broke\nwith a second line\nand a third")
-    monkeypatch.setattr("engine.cli.evaluate", crash)
+    monkeypatch.setattr("engine.stream.evaluate", crash)
     monkeypatch.delenv("POINTSCORE_DEBUG", raising=False)
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"])
     assert (code, out) == (1, "")

@@ -1,0 +1,146 @@
+"""engine.distributed: shards scored on a Dask cluster equal the single-process run, and
+survive a worker that dies."""
+import json
+import logging
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import engine  # noqa: E402
+from bench import data  # noqa: E402
+from engine.cli import main  # noqa: E402
+from engine.distributed import DistributedError, evaluate_distributed  # noqa: E402
+from test_stream import write_dataset  # noqa: E402
+
+OPTIONS = dict(normalize="wh", thresholds=[4.0, 8.0, 16.0], device="cpu", shard_points=1500)
+
+
+class ExitOnScoring(distributed.WorkerPlugin):
+    """Kills its worker's process as a scoring task starts: once (the marker file then
+    exists), or every time when there is no marker."""
+
+    def __init__(self, marker=None):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or not str(key).startswith("pointscore-score-"):
+            return
+        if self.marker is None or not os.path.exists(self.marker):
+            if self.marker:
+                open(self.marker, "w").close()
+            os._exit(1)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.CRITICAL,
+                                  env={"NUMBA_NUM_THREADS": "1"}) as local, \
+            distributed.Client(local) as client:
+        yield local, client
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    gt, pred, images = data.crowd(n_images=24, target_gt=4000, max_per_image=600, n_classes=2,
+                                  seed=7)
+    root = tmp_path_factory.mktemp("distributed")
+    paths = {layout: (write_dataset(gt, f"{root}/{layout}/gt", layout),
+                      write_dataset(pred, f"{root}/{layout}/pred", layout, seed=1))
+             for layout in ("sorted", "scattered")}
+    images = pa.table(images)
+    expected = engine.evaluate(*paths["scattered"], images, **{k: v for k, v in OPTIONS.items()
+                                                             if k != "shard_points"})
+    return paths, images, expected
+
+
+def assert_same(report, expected):
+    assert report.summary == expected.summary
+    assert report.per_image.equals(expected.per_image)
+
+
+def test_local_cluster_of_two_workers_equals_one_process(dataset):
+    paths, images, expected = dataset
+    assert_same(evaluate_distributed(*paths["scattered"], images, workers=2, **OPTIONS), expected)
+
+
+@pytest.mark.parametrize("layout,strategy", [("sorted", "filter"), ("scattered", "partition")])
+def test_cluster_at_a_scheduler_address(cluster, dataset, tmp_path, layout, strategy):
+    paths, images, expected = dataset
+    report = evaluate_distributed(*paths[layout], images, scheduler=cluster[0].scheduler_address,
+                                  strategy=strategy, scratch_dir=str(tmp_path), **OPTIONS)
+    assert_same(report, expected)
+    assert os.listdir(tmp_path) == []  # the partition files are gone
+
+
+def test_a_worker_that_dies_mid_run_is_replaced(cluster, dataset, tmp_path):
+    local, client = cluster
+    paths, images, expected = dataset
+    marker = tmp_path / "a worker died"
+    client.register_plugin(ExitOnScoring(str(marker)), name="exit-once")
+    try:
+        report = evaluate_distributed(*paths["scattered"], images,
+                                      scheduler=local.scheduler_address, **OPTIONS)
+    finally:
+        client.unregister_worker_plugin("exit-once")
+    assert marker.exists()
+    assert_same(report, expected)
+
+
+def test_a_run_that_cannot_finish_says_so_and_writes_nothing(cluster, dataset, tmp_path):
+    local, client = cluster
+    paths, images, _ = dataset
+    allowed = local.scheduler.allowed_failures
+    local.scheduler.allowed_failures = 0  # give up at the first death, to keep this quick
+    client.register_plugin(ExitOnScoring(), name="exit-always")
+    out = tmp_path / "per_image.parquet"
+    try:
+        with pytest.raises(DistributedError) as error:
+            evaluate_distributed(*paths["sorted"], images, scheduler=local.scheduler_address,
+                                 per_image_path=str(out), **OPTIONS)
+    finally:
+        client.unregister_worker_plugin("exit-always")
+        local.scheduler.allowed_failures = allowed
+    assert "\n" not in str(error.value) and "died" in str(error.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(dataset, monkeypatch):
+    paths, images, _ = dataset
+    monkeypatch.setattr("engine.distributed.CONNECT_TIMEOUT_S", 1)
+    with pytest.raises(DistributedError, match="cannot reach the Dask scheduler"):
+        evaluate_distributed(*paths["sorted"], scheduler="tcp://127.0.0.1:9", **OPTIONS)
+
+
+def test_the_command_line_on_a_cluster(cluster, dataset, tmp_path, capsys):
+    local, client = cluster
+    (gt, pred), images, expected = dataset[0]["scattered"], dataset[1], dataset[2]
+    pq.write_table(images, tmp_path / "images.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["evaluate", "--gt", gt, "--pred", pred, "--images", str(tmp_path / "images.parquet"),
+            "--normalize", "wh", "--thresholds", "4,8,16", "--device", "cpu",
+            "--shard-points", "1500", "--json", str(out / "summary.json"),
+            "--per-image", str(out / "per_image.parquet")]
+    assert main(argv + ["--scheduler", local.scheduler_address]) == 0
+    assert json.loads((out / "summary.json").read_text())["map"] == expected.summary["map"]
+    assert pq.read_table(out / "per_image.parquet").equals(expected.per_image)
+
+    for name in os.listdir(out):
+        os.unlink(out / name)
+    allowed = local.scheduler.allowed_failures
+    local.scheduler.allowed_failures = 0
+    client.register_plugin(ExitOnScoring(), name="exit-always")
+    try:
+        assert main(argv + ["--scheduler", local.scheduler_address]) == 1
+    finally:
+        client.unregister_worker_plugin("exit-always")
+        local.scheduler.allowed_failures = allowed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pointscore: the Dask run cannot finish")
+    assert os.listdir(out) == []
+    assert main(argv + ["--scheduler", "tcp://x:1", "--workers", "2"]) == 2

@@ -1,0 +1,272 @@
+"""engine.stream: Parquet datasets scored shard by shard equal engine.evaluate bit for bit."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from argparse import Namespace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import engine
+from bench import data
+from datasets import datasets
+from engine.io import InputError
+from engine.stream import evaluate_cli, evaluate_stream, streams
+
+LAYOUTS = ("sorted", "scattered", "hive")
+
+
+def write_dataset(table, directory, layout, seed=0):
+    """One table as a Parquet dataset directory: 'sorted' (rows in image order, cut into
+    files of small row groups), 'scattered' (rows dealt at random to 4 files, so every
+    row group spans many images) or 'hive' (partitioned on class, rows dealt at random)."""
+    table = pa.table(table)
+    os.makedirs(directory, exist_ok=True)
+    if layout == "sorted":
+        for i, start in enumerate(range(0, max(len(table), 1), 4000)):
+            pq.write_table(table.slice(start, 4000), f"{directory}/part-{i:03d}.parquet",
+                           row_group_size=1000)
+    else:
+        deal = np.random.default_rng(seed).integers(0, 4, len(table))
+        if layout == "hive":
+            table = table.append_column("part", pa.array(deal))
+            pq.write_to_dataset(table.drop_columns("part"), directory, partition_cols=["class"])
+            return directory
+        for i in range(4):
+            pq.write_table(table.filter(pa.array(deal == i)), f"{directory}/part-{i:03d}.parquet",
+                           row_group_size=1500)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def crowd():
+    """About 24,000 points over 50 images and 3 classes: far more than the shard budget."""
+    return data.crowd(n_images=50, target_gt=12_000, max_per_image=1500, n_classes=3, seed=5)
+
+
+@pytest.fixture(scope="module")
+def layouts(crowd, tmp_path_factory):
+    gt, pred, images = crowd
+    root = tmp_path_factory.mktemp("layouts")
+    return {layout: (write_dataset(gt, f"{root}/{layout}/gt", layout),
+                     write_dataset(pred, f"{root}/{layout}/pred", layout, seed=1))
+            for layout in LAYOUTS}
+
+
+def assert_same(streamed, expected):
+    assert streamed.summary == expected.summary
+    assert streamed.per_image.equals(expected.per_image)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "filter", "partition"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_stream_equals_evaluate(layouts, crowd, layout, strategy):
+    gt, pred = layouts[layout]
+    images = pa.table(crowd[2])
+    expected = engine.evaluate(gt, pred, images, normalize="wh", device="cpu")
+    streamed = evaluate_stream(gt, pred, images, normalize="wh", device="cpu",
+                               shard_points=2500, strategy=strategy)
+    assert_same(streamed, expected)
+
+
+@pytest.mark.parametrize("match", ["nearest", "hungarian"])
+def test_other_policies_and_score_threshold(layouts, match):
+    gt, pred = layouts["scattered"]
+    kwargs = dict(thresholds=[2.0, 4.0], match=match, score_threshold=0.3, device="cpu")
+    assert_same(evaluate_stream(gt, pred, shard_points=3000, **kwargs),
+                engine.evaluate(gt, pred, **kwargs))
+
+
+def test_auto_filters_sorted_data_and_partitions_scattered(layouts, caplog):
+    caplog.set_level("INFO", logger="pointscore")
+    for layout in ("sorted", "scattered"):
+        evaluate_stream(*layouts[layout], device="cpu", shard_points=2500)
+    chosen = [r.getMessage().rsplit(" ", 1)[-1] for r in caplog.records
+              if "shards" in r.getMessage()]
+    assert chosen == ["filter", "partition"]
+
+
+def test_string_ids_and_nested_layout(crowd, tmp_path):
+    gt, pred, _ = crowd
+
+    def nested(table):
+        """One row per image (string id), its points a list<struct>, image order shuffled."""
+        ids = table["image_id"].astype(str)
+        order = np.argsort(ids, kind="stable")
+        ids, starts = np.unique(ids[order], return_index=True)
+        names = [c for c in table if c != "image_id"]
+        points = pa.StructArray.from_arrays([pa.array(table[c][order]) for c in names], names)
+        offsets = pa.array(np.append(starts, order.size).astype(np.int32))
+        shuffle = np.random.default_rng(0).permutation(ids.size)
+        nested = pa.table({"image_id": ids, "points": pa.ListArray.from_arrays(offsets, points)})
+        return nested.take(shuffle)
+
+    paths = []
+    for name, table in (("gt", gt), ("pred", pred)):
+        paths.append(str(tmp_path / f"{name}.parquet"))
+        pq.write_table(nested(table), paths[-1], row_group_size=7)
+    assert_same(evaluate_stream(*paths, device="cpu", shard_points=2000),
+                engine.evaluate(*paths, device="cpu"))
+
+
+def test_per_image_written_shard_by_shard(layouts, tmp_path):
+    gt, pred = layouts["scattered"]
+    out = tmp_path / "per_image.parquet"
+    report = evaluate_stream(gt, pred, device="cpu", shard_points=2500, per_image_path=str(out))
+    assert report.per_image is None
+    assert pq.read_table(out).equals(engine.evaluate(gt, pred, device="cpu").per_image)
+    assert os.listdir(tmp_path) == ["per_image.parquet"]
+
+
+def test_bad_rows_anywhere_are_reported_before_scoring(crowd, tmp_path):
+    """Messages name the file and count rows within it: for a single file they are
+    engine.evaluate's own; a failed run leaves no output."""
+    gt, pred, images = crowd
+    bad = {**pred, "score": pred["score"].copy()}
+    bad["score"][[3, len(bad["score"]) - 1]] = [np.nan, -1.0]
+    pq.write_table(pa.table(gt), tmp_path / "gt.parquet")
+    pq.write_table(pa.table(bad), tmp_path / "pred.parquet", row_group_size=1000)
+    paths = (str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet"))
+    with pytest.raises(InputError) as expected:
+        engine.evaluate(*paths, device="cpu")
+    out = tmp_path / "per_image.parquet"
+    with pytest.raises(InputError) as streamed:
+        evaluate_stream(*paths, device="cpu", shard_points=1000, per_image_path=str(out))
+    assert streamed.value.problems == expected.value.problems
+    assert not out.exists()
+
+    table = pa.table(bad)
+    write = tmp_path / "pred_dir"
+    write.mkdir()
+    pq.write_table(table.slice(0, 10), write / "a.parquet")
+    pq.write_table(table.slice(10), write / "b.parquet")
+    with pytest.raises(InputError) as streamed:
+        evaluate_stream(paths[0], str(write), device="cpu", shard_points=1000)
+    assert [line.split(":")[0] for line in streamed.value.problems] == \
+        [str(write / "a.parquet"), str(write / "b.parquet")]
+    assert f"rows {len(table) - 11}" not in streamed.value.problems[1]  # counted within b
+
+
+def test_unknown_image_ids_as_engine_evaluate(crowd, tmp_path):
+    gt, pred, images = crowd
+    fewer = pa.table(images).slice(0, 45)
+    for name, table in (("gt", gt), ("pred", pred)):
+        pq.write_table(pa.table(table), tmp_path / f"{name}.parquet", row_group_size=500)
+    paths = (str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet"))
+    with pytest.raises(InputError) as expected:
+        engine.evaluate(*paths, fewer, device="cpu")
+    with pytest.raises(InputError) as streamed:
+        evaluate_stream(*paths, fewer, device="cpu", shard_points=1000)
+    assert streamed.value.problems == expected.value.problems
+
+
+def test_images_without_points_and_no_images(tmp_path):
+    empty = {"image_id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0)}
+    for name in ("gt", "pred"):
+        pq.write_table(pa.table(empty), tmp_path / f"{name}.parquet")
+    paths = (str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet"))
+    images = {"image_id": np.arange(5)}
+    for imgs in (None, images):
+        for strategy in ("filter", "partition"):
+            assert_same(evaluate_stream(*paths, imgs, device="cpu", shard_points=1,
+                                        strategy=strategy),
+                        engine.evaluate(*paths, imgs, device="cpu"))
+
+
+def _write_split(table, directory, cuts):
+    """A table's rows, in order, cut into files at the given row numbers."""
+    table = pa.table(table)
+    os.makedirs(directory)
+    bounds = [0, *sorted(c % (len(table) + 1) for c in cuts), len(table)]
+    for i, (begin, end) in enumerate(zip(bounds[:-1], bounds[1:])):
+        pq.write_table(table.slice(begin, end - begin), f"{directory}/part-{i:02d}.parquet",
+                       row_group_size=3)
+    return directory
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=datasets(), shard_points=st.integers(1, 30),
+       strategy=st.sampled_from(["filter", "partition"]),
+       cuts=st.lists(st.integers(0, 40), max_size=3),
+       match=st.sampled_from(["greedy", "nearest", "hungarian"]))
+def test_any_split_into_shards_merges_exactly(data, shard_points, strategy, cuts, match):
+    gt, pred, images, thresholds = data
+    kwargs = dict(thresholds=thresholds, match=match, device="cpu")
+    with tempfile.TemporaryDirectory() as root:
+        paths = [_write_split(t, f"{root}/{n}", cuts) for n, t in (("gt", gt), ("pred", pred))]
+        try:
+            expected = engine.evaluate(*paths, images, **kwargs)
+        except InputError as exc:  # e.g. a class column on one side only
+            with pytest.raises(InputError) as streamed:
+                evaluate_stream(*paths, images, shard_points=shard_points, strategy=strategy,
+                                **kwargs)
+            assert streamed.value.problems == exc.problems
+            return
+        assert_same(evaluate_stream(*paths, images, shard_points=shard_points,
+                                    strategy=strategy, **kwargs), expected)
+
+
+def test_cli_entry_streams_directories(layouts, tmp_path):
+    gt, pred = layouts["sorted"]
+    args = Namespace(gt=gt, pred=pred, images=None, thresholds=[4.0, 8.0], normalize="none",
+                     match="greedy", score_threshold=None, device="cpu", workers=None,
+                     scheduler=None, scratch_dir=None, shard_points=2_000_000)
+    assert streams(gt, pred) and not streams(gt + "/part-000.parquet", pred + "/part-000.parquet")
+    out = tmp_path / "per_image.parquet"
+    report = evaluate_cli(args, str(out))
+    expected = engine.evaluate(gt, pred, thresholds=[4.0, 8.0], device="cpu")
+    assert report.summary == expected.summary
+    assert pq.read_table(out).equals(expected.per_image)
+
+
+PEAK_RSS = """
+import json, sys
+import engine
+from engine.stream import evaluate_stream
+
+def peak_mib():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+
+gt, pred, how = sys.argv[1:]
+tiny = {"image_id": [0], "x": [0.0], "y": [0.0]}
+engine.evaluate(tiny, tiny, device="cpu")  # load the compiled kernels first
+with open("/proc/self/clear_refs", "w") as refs:
+    refs.write("5")  # reset the peak
+before = peak_mib()
+if how == "stream":
+    evaluate_stream(gt, pred, device="cpu", shard_points=20_000)
+else:
+    engine.evaluate(gt, pred, device="cpu")
+print(json.dumps(peak_mib() - before))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_peak_memory_follows_the_shard_budget(tmp_path):
+    """Streaming 800,000 points in shards of 20,000 needs far less memory than reading
+    them whole (peak RSS in fresh processes, after their imports). Without scores: the
+    AP lists are what grows with the data (about 26 bytes per scored prediction)."""
+    gt, pred, _ = data.crowd(n_images=400, target_gt=400_000, max_per_image=3000, seed=2)
+    paths = [write_dataset({k: t[k] for k in ("image_id", "x", "y")}, str(tmp_path / n), "sorted")
+             for n, t in (("gt", gt), ("pred", pred))]
+    growth = {}
+    for how in ("whole", "stream"):
+        done = subprocess.run([sys.executable, "-c", PEAK_RSS, *paths, how], check=True,
+                              capture_output=True, text=True, cwd=os.path.dirname(__file__))
+        growth[how] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert growth["stream"] < 0.5 * growth["whole"], growth
+
+
+def test_progress_bar_counts_every_image_and_point(layouts, crowd, capsys):
+    gt, pred = layouts["sorted"]
+    evaluate_stream(gt, pred, thresholds=[4.0], device="cpu", shard_points=5000, progress=True)
+    last = capsys.readouterr().err.strip().split("\r")[-1]
+    n_points = len(crowd[0]["x"]) + len(crowd[1]["x"])
+    assert last.startswith("[" + "#" * 30 + "] 50/50 images") and "points/s" in last
+    assert n_points > 5000
