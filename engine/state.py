@@ -168,7 +168,7 @@ class MetricState:
         for c in range(len(self.classes)):
             if self.gt_points[c] == 0:
                 continue
-            run = self._one_run(c)
+            run = self.ap_lists(c)
             score, is_tp = (run.score, run.is_tp) if run else \
                 (np.zeros(0), np.zeros((0, n_t), bool))
             descending = -score
@@ -177,9 +177,9 @@ class MetricState:
             sampled[c] = precision_at_recall_points(xp, is_tp, order, int(self.gt_points[c]))
         return sampled
 
-    def _one_run(self, c):
-        """Class c's runs laid out as one, in (image id, row) order (kept, so that this
-        happens once); None when the class has no predictions. Runs are copied out one
+    def ap_lists(self, c):
+        """Class c's AP lists as one ApRun in (image id, row) order (kept, so that the
+        layout happens once); None when the class has no predictions. Runs are copied out one
         at a time and let go, so the lists are held about once, not twice."""
         runs = sorted(self.ap_runs[c], key=lambda run: run.image_ids[0].as_py())
         if len(runs) > 1:
