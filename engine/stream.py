@@ -46,7 +46,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from . import io
-from .batch import NORMALIZE, SINGLE_CLASS, build_batch
+from .batch import SINGLE_CLASS, build_batch, check_normalize
 from .device import backend_for
 from .evaluate import Report, _check_options, _version, check_thresholds, evaluate, score_batch
 from .io import InputError
@@ -578,8 +578,7 @@ def run(gt, pred, images, *, thresholds, normalize, match, score_threshold, devi
     the tasks of steps 1 and 3a; ``can_partition``: whether a scratch directory is
     shared by every task; ``progress`` as in evaluate_stream."""
     thresholds = check_thresholds(thresholds)
-    if normalize not in NORMALIZE:
-        raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, got '{normalize}'")
+    check_normalize(normalize)
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
     if isinstance(shard_points, bool) or not isinstance(shard_points, (int, np.integer)) \
