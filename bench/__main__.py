@@ -203,12 +203,21 @@ def run_table(args, log):
     with tempfile.TemporaryDirectory(prefix="pointscore-bench-") as directory:
         paths = data.write_parquet(tables, directory)
         cold, warm = measure_full(paths, args, log)
+        cpu = None
+        if warm["device"] == "gpu":  # the CPU beside it: same data, same machine
+            log("pointscore: the same on the CPU ...")
+            cpu = run_worker(paths, args.repeats + 1, "cpu", min_time=2.0)
     device = warm["device"]
     warm_s = min(warm["times"][1:])
     full_job = "greedy+AP, all metrics"
     full_label = _data_label(n_all, n_all, n_points) + ", Parquet"
     rows.append({"tool": f"pointscore {device}, warm", "job": full_job, "data": full_label, "seconds": warm_s,
                  "points_per_s": n_points / warm_s, "check": f"mAP@d {warm['map']:.4f}" if warm["map"] else ""})
+    if cpu is not None:
+        cpu_s = min(cpu["times"][1:])
+        same = "equal" if (cpu["map"], cpu["tp"]) == (warm["map"], warm["tp"]) else "DIFFERENT"
+        rows.append({"tool": "pointscore cpu, warm", "job": full_job, "data": full_label, "seconds": cpu_s,
+                     "points_per_s": n_points / cpu_s, "check": f"mAP@d and TP {same} to the GPU's"})
     rows.append({"tool": "  first call, new process", "job": "(JIT cache on disk)", "data": full_label,
                  "seconds": warm["times"][0], "points_per_s": n_points / warm["times"][0],
                  "check": f"process total {warm['wall_s'] - sum(warm['times'][1:]):.1f} s"})
@@ -291,6 +300,7 @@ def run_table(args, log):
                 "cold_process_wall_s": cold["wall_s"] if cold else None,
                 "cold_process_peak_rss": cold["peak_rss"] if cold else None,
                 "map": warm["map"], "tp": warm["tp"],
+                "cpu_warm_s": min(cpu["times"][1:]) if cpu else None,
             },
             "peers": figures_peers,
             "rows": rows,
