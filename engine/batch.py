@@ -13,7 +13,8 @@ import pyarrow.compute as pc
 
 from .io import InputError, _rows, _value_text
 
-NORMALIZE = ("none", "wh", "diag")
+# 'knn': coordinates stay as they are; each gt gets its own scale (docs/scaled.md).
+NORMALIZE = ("none", "wh", "diag", "knn")
 SINGLE_CLASS = 0  # the class value of every point when no table has a class column
 # Coordinates (after normalize) lie within +-MAX_COORD, so that the difference of any
 # two is finite: the kernels' grid extents, cell offsets and distances rely on it.
@@ -31,6 +32,9 @@ class Batch:
     pred_y: np.ndarray
     pred_score: np.ndarray       # None without a score column
     pred_off: np.ndarray
+    gt_r: np.ndarray = None      # per-gt distance scale (docs/scaled.md); None: plain d
+    gt_rows: np.ndarray = None   # each gt's row in its table (as read)
+    pred_rows: np.ndarray = None  # each prediction's row in its table
 
     @property
     def n_images(self):
@@ -84,7 +88,7 @@ def _ranks(values, universe, table, column, problems):
 
 def _scales(images, ids, normalize):
     """Per evaluated image, the divisors of x and y, or None for 'none'."""
-    if normalize == "none":
+    if normalize in ("none", "knn"):
         return None
     if images is None:
         raise InputError(f"normalize '{normalize}' needs an images table with 'width' and "
@@ -140,9 +144,20 @@ def check_normalize(normalize):
                          f"got {_value_text(normalize)}")
 
 
-def build_batch(gt, pred, images=None, normalize="none"):
-    """Checked tables -> one Batch holding every evaluated image."""
-    check_normalize(normalize)
+@dataclass
+class Ranks:
+    """The evaluated images and classes, ascending, and each point's rank in them."""
+    ids: pa.Array
+    classes: list
+    gt_image: np.ndarray
+    gt_class: np.ndarray
+    pred_image: np.ndarray
+    pred_class: np.ndarray
+
+
+def rank_tables(gt, pred, images=None):
+    """Check the tables against each other (id types, classes on both sides or
+    neither, ids known to the images table) and rank every point's image and class."""
     problems = []
     _check_same_kind([t for t in (gt, pred, images) if t is not None], "image_id", problems)
     has_class = [t.klass is not None for t in (gt, pred)]
@@ -174,15 +189,27 @@ def build_batch(gt, pred, images=None, normalize="none"):
         classes = [SINGLE_CLASS]
         gt_class = np.zeros(len(gt), np.int64)
         pred_class = np.zeros(len(pred), np.int64)
+    return Ranks(ids, classes, gt_image, gt_class, pred_image, pred_class)
 
+
+def build_batch(gt, pred, images=None, normalize="none"):
+    """Checked tables -> one Batch holding every evaluated image."""
+    check_normalize(normalize)
+    ranks = rank_tables(gt, pred, images)
+    ids, classes = ranks.ids, ranks.classes
+    gt_image, gt_class = ranks.gt_image, ranks.gt_class
+    pred_image, pred_class = ranks.pred_image, ranks.pred_class
+    problems = []
     scales = _scales(images, ids, normalize)
     gt_xy = _coordinates(gt, gt_image, scales, normalize, problems)
     pred_xy = _coordinates(pred, pred_image, scales, normalize, problems)
     if problems:
         raise InputError(problems)
     n_groups = len(ids) * len(classes)
-    gt_x, gt_y, gt_off, _ = _group(*gt_xy, gt_image, gt_class, len(classes), n_groups)
+    gt_x, gt_y, gt_off, gt_order = _group(*gt_xy, gt_image, gt_class, len(classes), n_groups)
     pred_x, pred_y, pred_off, order = _group(*pred_xy, pred_image, pred_class, len(classes),
                                              n_groups)
     score = pred.score[order] if pred.score is not None else None
-    return Batch(ids, classes, gt_x, gt_y, gt_off, pred_x, pred_y, score, pred_off)
+    gt_r = gt.radius[gt_order] if gt.radius is not None else None
+    return Batch(ids, classes, gt_x, gt_y, gt_off, pred_x, pred_y, score, pred_off, gt_r,
+                 gt_order, order)

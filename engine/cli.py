@@ -9,7 +9,7 @@ import os
 import sys
 from contextlib import ExitStack
 
-from . import convert, stream
+from . import compare, convert, counting, html_report, stream
 from .batch import NORMALIZE
 from .device import DEVICES
 from .distributed import DistributedError
@@ -61,13 +61,35 @@ def _parser():
     ev.add_argument("--images", help="images table: image_id[, width, height]")
     ev.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
                     help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
-    ev.add_argument("--normalize", choices=NORMALIZE, default="none")
+    ev.add_argument("--normalize", choices=NORMALIZE, default="none",
+                    help="knn: thresholds in units of each gt's mean distance to its "
+                         "--knn-k nearest gts (docs/scaled.md)")
+    ev.add_argument("--radius-column", metavar="NAME",
+                    help="a gt column of per-point scales (e.g. NWPU's sigma_l): match when "
+                         "distance <= threshold * radius (docs/scaled.md)")
+    ev.add_argument("--knn-k", type=_positive_int, metavar="K",
+                    help="neighbours of --normalize knn (default 3)")
     ev.add_argument("--match", choices=MATCH, default="greedy")
     ev.add_argument("--score-threshold", type=float, default=None,
                     help="keep predictions with score >= S at the operating point")
     ev.add_argument("--device", choices=DEVICES, default="auto")
     ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
     ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    ev.add_argument("--matches", metavar="PATH.parquet",
+                    help="write every prediction's matched gt row and distance per threshold")
+    ev.add_argument("--report", metavar="DIR",
+                    help="write a self-contained HTML report (needs matplotlib: the plot extra)")
+    crowd = ev.add_argument_group(
+        "crowd counting", "added to the summary only when asked for (docs/counting.md); "
+        "--pred may also be per-image counts: image_id, count[, class]")
+    crowd.add_argument("--game", type=int, choices=range(counting.MAX_GAME_LEVEL + 1),
+                       metavar="L", help="GAME(0..L) on 2^l x 2^l grids (needs --images "
+                       "with width, height)")
+    crowd.add_argument("--breakdown", choices=counting.BREAKDOWNS,
+                       help="metrics per bin of true count, or of count per megapixel")
+    crowd.add_argument("--bins", type=counting.parse_bins, metavar="E0,E1,...",
+                       help="upper bin edges (default 0,100,500,5000, NWPU-Crowd's scene "
+                            "levels: [0,0], (0,100], ..., (5000,inf))")
     big = ev.add_argument_group(
         "large datasets", "Parquet dataset directories, and Parquet inputs of more points "
         "than one shard, are streamed shard by shard in bounded memory")
@@ -83,6 +105,7 @@ def _parser():
                           "(default TMPDIR; with --scheduler, a directory every worker shares)")
     ev.set_defaults(func=_evaluate)
     convert.add_parser(commands)
+    compare.add_parser(commands)
     return parser
 
 
@@ -99,8 +122,11 @@ def _positive_int(text):
 def _check_outputs(args):
     """Refuse an output path that cannot be written before the work, not after it."""
     problems = [output_path_problem(option, path)
-                for option, path in (("--json", args.json), ("--per-image", args.per_image))
+                for option, path in (("--json", args.json), ("--per-image", args.per_image),
+                                     ("--matches", args.matches))
                 if path and path != "-"]
+    if args.report:
+        problems.append(html_report.report_directory_problem(args.report))
     problems = [p for p in problems if p]
     if problems:
         raise InputError(problems)
@@ -108,22 +134,27 @@ def _check_outputs(args):
 
 def _evaluate(args):
     _check_outputs(args)
+    if args.knn_k is not None and args.normalize != "knn":
+        raise InputError("usage error: --knn-k applies to --normalize knn only")
     if args.workers and args.scheduler:
         raise InputError("usage error: give --workers (a local cluster) or --scheduler "
                          "(an existing one), not both")
     # Both files are complete before either takes its final name.
     with ExitStack() as stack:
-        per_image = stack.enter_context(atomic_path(args.per_image)) if args.per_image else None
-        report = stream.evaluate_cli(args, per_image)
+        per_image, matches = (stack.enter_context(atomic_path(path)) if path else None
+                              for path in (args.per_image, args.matches))
+        report = stream.evaluate_cli(args, per_image, matches)
         for line in report.notes:
             print(line, file=sys.stderr)
         if args.json and args.json != "-":
             with open(stack.enter_context(atomic_path(args.json)), "w", encoding="utf-8") as out:
                 out.write(summary_json(report.summary))
+        if args.report:  # last: it is renamed into place at once
+            html_report.write_report(args.report, {compare.default_names([args.pred])[0]: report})
     if args.json == "-":
         sys.stdout.write(summary_json(report.summary))
     else:
-        sys.stdout.write(text_table(report.summary))
+        sys.stdout.write(text_table(report.summary) + counting.text_table(report.summary))
 
 
 def main(argv=None):

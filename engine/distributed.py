@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 from .device import gpu_usable
 from .io import InputError
-from .stream import DEFAULT_SHARD_POINTS, local_device, run
+from .stream import DEFAULT_SHARD_POINTS, local_device, refuse_scales, run
 
 RETRIES = 2
 CONNECT_TIMEOUT_S = 20
@@ -155,6 +155,7 @@ def evaluate_distributed(gt, pred, images=None, *, thresholds=None, normalize="n
     if (workers is None) == (not scheduler):
         raise InputError("give workers (a local cluster) or scheduler (an existing one), "
                          "not both or neither")
+    refuse_scales(normalize)  # before a cluster is started for nothing
     with _client(workers, scheduler, device) as client:
         mapper = DaskMap(client)
 

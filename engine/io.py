@@ -39,6 +39,7 @@ class Table:
     width: np.ndarray = None
     height: np.ndarray = None
     listed_ids: pa.Array = None  # nested layout: every image's id, with or without points
+    radius: np.ndarray = None    # gt: the per-point scale column named by load(radius=...)
 
     def __len__(self):
         return len(self.image_id)
@@ -224,9 +225,12 @@ def _float_column(array, label, name, problems, allow_negative=True):
     return values
 
 
-def load(source, role):
-    """Read and check one table; raise InputError listing every problem found."""
-    table, label = to_arrow(source, role)
+def load(source, role, radius=None, *, label=None):
+    """Read and check one table; raise InputError listing every problem found.
+    ``radius``: for ground truth, the name of a per-point scale column to read too.
+    ``label``: the name in messages of a table read elsewhere (engine.counting)."""
+    table, read_label = to_arrow(source, role)
+    label = label or read_label
     nested = role != "images" and _is_nested(table)
     if nested:
         listed = table.column("image_id") if "image_id" in table.column_names else None
@@ -259,6 +263,13 @@ def load(source, role):
         out.klass = check("class", _key_column)
     if role == "pred":
         out.score = check("score", _float_column, allow_negative=False)
+    if role == "gt" and radius is not None:
+        if radius in col:
+            out.radius = check(radius, _radius_column)
+        else:
+            has = ", ".join(map(shown, table.column_names)) or "no columns"
+            problems.append(f"{label}: missing radius column '{shown(radius)}' in the "
+                            f"{ROLES[role]} table (has: {has})")
     if role == "images":
         out.width = check("width", _size_column)
         out.height = check("height", _size_column)
@@ -276,6 +287,21 @@ def _size_column(array, label, name, problems):
         problems.append(f"{label}: column '{name}' has {int(bad.sum())} non-positive "
                         f"values ({_rows(bad, values)})")
         return None
+    return values
+
+
+def _radius_column(array, label, name, problems):
+    """A per-point scale: finite, > 0 and with a square that is finite and > 0 in
+    float64, since matching divides by it (docs/scaled.md)."""
+    values = _size_column(array, label, name, problems)
+    if values is not None:
+        with np.errstate(over="ignore", under="ignore"):
+            square = values * values
+        bad = ~np.isfinite(square) | (square == 0)
+        if bad.any():
+            problems.append(f"{label}: column '{name}' has {int(bad.sum())} values whose "
+                            f"square over- or underflows float64 ({_rows(bad, values)})")
+            return None
     return values
 
 

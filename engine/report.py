@@ -82,7 +82,8 @@ def text_table(summary):
     counting = summary["counting"]
     lines = [
         f"pointscore {summary['version']}  match={cfg['match']}  normalize={cfg['normalize']}  "
-        f"score_threshold={_fmt(cfg['score_threshold'])}  device={cfg['device']}",
+        f"score_threshold={_fmt(cfg['score_threshold'])}  device={cfg['device']}"
+        + "".join(f"  {k}={cfg[k]}" for k in ("radius", "knn_k") if k in cfg),
         f"images {summary['images']}  gt points {summary['gt_points']}  "
         f"predicted points {summary['pred_points']}  classes {len(summary['classes'])}",
         f"counting  MAE {_fmt(counting['mae'])}  RMSE {_fmt(counting['rmse'])}  "

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from . import io
+from . import counting, io
 from .batch import SINGLE_CLASS, build_batch, check_normalize
 from .device import backend_for
 from .evaluate import Report, _check_options, _version, check_thresholds, evaluate, score_batch
@@ -129,6 +129,9 @@ def open_source(source, role):
     schema = dataset.schema
     if not schema.names:
         raise InputError(f"{label}: the file is empty")
+    if role == "pred" and counting.is_counts(schema.names):
+        raise InputError(f"{label}: count-only predictions ('count', no points) are "
+                         f"{counting.STREAM_HINT}")
     points = schema.field("points").type if "points" in schema.names else None
     nested = points is not None and (pa.types.is_list(points) or pa.types.is_large_list(points))
     wanted = ("image_id", "points") if nested else COLUMNS[role]
@@ -579,6 +582,7 @@ def run(gt, pred, images, *, thresholds, normalize, match, score_threshold, devi
     shared by every task; ``progress`` as in evaluate_stream."""
     thresholds = check_thresholds(thresholds)
     check_normalize(normalize)
+    refuse_scales(normalize)
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
     if isinstance(shard_points, bool) or not isinstance(shard_points, (int, np.integer)) \
@@ -705,12 +709,35 @@ def streams(gt, pred, shard_points=DEFAULT_SHARD_POINTS):
     return rows > shard_points
 
 
-def evaluate_cli(args, per_image_path=None):
+def refuse_scales(normalize, radius=None):
+    """Per-point scales (docs/scaled.md) are not streamed or distributed yet."""
+    if normalize == "knn" or radius is not None:
+        raise InputError("per-point scales (radius column, normalize 'knn') are not available "
+                         "for streamed or distributed inputs yet (dataset directories, more "
+                         "points than --shard-points, --workers, --scheduler)")
+
+
+def evaluate_cli(args, per_image_path=None, matches_path=None):
     """The CLI's evaluation: on a Dask cluster with --workers/--scheduler, streamed for
-    big Parquet inputs, else engine.evaluate; the per-image table goes to per_image_path.
-    Shard by shard, a progress bar shows on a terminal."""
+    big Parquet inputs, else engine.evaluate; the per-image table goes to per_image_path
+    and, from engine.evaluate, the matches to matches_path. Shard by shard, a progress
+    bar shows on a terminal."""
     options = dict(thresholds=args.thresholds, normalize=args.normalize, match=args.match,
                    score_threshold=args.score_threshold, device=args.device)
+    # Per-point scales (docs/scaled.md): engine.evaluate only, for now.
+    scales = {"radius": getattr(args, "radius_column", None)}
+    if getattr(args, "knn_k", None) is not None:
+        scales["knn_k"] = args.knn_k
+    # GAME and breakdowns (docs/counting.md) likewise.
+    extras = {name: getattr(args, name, None) for name in ("game", "breakdown", "bins")}
+    if args.workers is not None or args.scheduler \
+            or streams(args.gt, args.pred, args.shard_points):
+        refuse_scales(args.normalize, scales["radius"])
+        counting.refuse_streamed(extras)
+        if matches_path:
+            raise InputError("--matches is not available for streamed or distributed inputs "
+                             "yet (dataset directories, more points than --shard-points, "
+                             "--workers, --scheduler)")
     sharded = dict(per_image_path=per_image_path, scratch_dir=args.scratch_dir,
                    shard_points=args.shard_points, progress=None)
     if args.workers is not None or args.scheduler:
@@ -719,7 +746,10 @@ def evaluate_cli(args, per_image_path=None):
                                     workers=args.workers, scheduler=args.scheduler)
     if streams(args.gt, args.pred, args.shard_points):
         return evaluate_stream(args.gt, args.pred, args.images, **options, **sharded)
-    report = evaluate(args.gt, args.pred, args.images, **options)
+    report = evaluate(args.gt, args.pred, args.images, **options, **scales, **extras,
+                      matches=matches_path is not None)
     if per_image_path:
         write_per_image(report.per_image, per_image_path)
+    if matches_path:
+        pq.write_table(report.matches, matches_path)
     return report

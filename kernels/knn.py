@@ -223,7 +223,7 @@ def _greedy(lx, ly, gx, gy, grid, d2max, kept, lst_d2, lst_g, lst_n, lst_done,
 def _score_order(lx, ly, gx, gy, grid, lst_d2, lst_g, lst_n, lst_done, score, d2_thresholds,
                  is_tp_rows, p0):
     """COCO's AP matching for every threshold; is_tp_rows[t, p0 + i] is set for TPs."""
-    n_p, n_g = lst_n.size, gx.size
+    n_g = gx.size
     order = np.argsort(-score, kind="mergesort")
     taken = np.zeros(n_g, np.bool_)
     nearest_d2 = np.empty(1)

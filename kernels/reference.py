@@ -2,7 +2,9 @@
 
 Each function takes one group (the points of one image and class, in row order) and
 one threshold, looks at every pair, and returns the matched pairs as a dict
-``{pred index: (gt index, d²)}``. The fast kernels are tested against these.
+``{pred index: (gt index, d²)}``. The fast kernels are tested against these. The rules
+are written once, on a key matrix (n_pred, n_gt) compared with t²: d² for plain
+distances, d²/r² for per-ground-truth scales (docs/scaled.md).
 """
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -18,57 +20,21 @@ def pair_d2(pred_xy, gt_xy):
 
 
 def greedy(pred_xy, gt_xy, d):
-    d2 = pair_d2(pred_xy, gt_xy)
-    pairs = sorted((d2[p, g], p, g) for p, g in zip(*np.nonzero(d2 <= d * d)))
-    matched, gt_used = {}, set()
-    for dist2, p, g in pairs:
-        if p not in matched and g not in gt_used:
-            matched[p] = (g, dist2)
-            gt_used.add(g)
-    return matched
+    return greedy_key(pair_d2(pred_xy, gt_xy), d * d)
 
 
 def nearest(pred_xy, gt_xy, d):
-    d2 = pair_d2(pred_xy, gt_xy)
-    best = {}  # gt -> (d², pred): the closest candidate, lowest pred on ties
-    for p in range(len(pred_xy)):
-        if len(gt_xy) == 0:
-            break
-        g = int(np.argmin(d2[p]))  # argmin takes the lowest index on ties
-        if d2[p, g] <= d * d and (g not in best or d2[p, g] < best[g][0]):
-            best[g] = (d2[p, g], p)
-    return {p: (g, dist2) for g, (dist2, p) in best.items()}
+    return nearest_key(pair_d2(pred_xy, gt_xy), d * d)
 
 
 def hungarian(pred_xy, gt_xy, d):
-    """Maximum-cardinality matching within d with the least total distance.
-
-    Solved on the dense matrix: an infeasible pair costs more than any feasible
-    matching could save, so the optimum first maximises the number of pairs.
-    """
-    d2 = pair_d2(pred_xy, gt_xy)
-    feasible = d2 <= d * d
-    if not feasible.any():
-        return {}
-    big = 2.0 * (min(d2.shape) + 1) * d
-    cost = np.where(feasible, np.sqrt(d2), big)
-    rows, cols = linear_sum_assignment(cost)
-    return {p: (g, d2[p, g]) for p, g in zip(rows, cols) if feasible[p, g]}
+    """Maximum-cardinality matching within d with the least total distance."""
+    return hungarian_key(pair_d2(pred_xy, gt_xy), d * d)
 
 
 def score_order(pred_xy, scores, gt_xy, d):
     """COCO's AP matching: descending score (stable), nearest unmatched gt within d."""
-    d2 = pair_d2(pred_xy, gt_xy)
-    matched, gt_used = {}, set()
-    for p in np.argsort(-np.asarray(scores), kind="stable"):
-        best = None
-        for g in range(len(gt_xy)):
-            if g not in gt_used and d2[p, g] <= d * d and (best is None or d2[p, g] < d2[p, best]):
-                best = g
-        if best is not None:
-            matched[p] = (best, d2[p, best])
-            gt_used.add(best)
-    return matched
+    return score_order_key(pair_d2(pred_xy, gt_xy), scores, d * d)
 
 
 POLICIES = {"greedy": greedy, "nearest": nearest, "hungarian": hungarian}
@@ -94,3 +60,73 @@ def coco101_ap(scores, is_tp, n_gt):
             break
         q[ri] = precision[pi]
     return float(np.mean(q))
+
+
+# -- the rules on a key matrix: a pair is within t when key <= t*t, keys order pairs ------
+
+def pair_key(pred_xy, gt_xy, gt_r):
+    """(dx*dx + dy*dy) / (r*r) of every pair, r the gt's scale: the kernels' key."""
+    r = np.asarray(gt_r, np.float64)
+    return pair_d2(pred_xy, gt_xy) / (r * r)[None, :]
+
+
+def greedy_key(key, t2):
+    pairs = sorted((key[p, g], p, g) for p, g in zip(*np.nonzero(key <= t2)))
+    matched, gt_used = {}, set()
+    for k, p, g in pairs:
+        if p not in matched and g not in gt_used:
+            matched[p] = (g, k)
+            gt_used.add(g)
+    return matched
+
+
+def nearest_key(key, t2):
+    best = {}  # gt -> (key, pred): the least-key proposer, lowest pred on ties
+    for p in range(key.shape[0]):
+        if key.shape[1] == 0:
+            break
+        g = int(np.argmin(key[p]))  # lowest gt on ties
+        if key[p, g] <= t2 and (g not in best or key[p, g] < best[g][0]):
+            best[g] = (key[p, g], p)
+    return {p: (g, k) for g, (k, p) in best.items()}
+
+
+def hungarian_key(key, t2):
+    """Most pairs with key <= t², then the least total sqrt(key)."""
+    feasible = key <= t2
+    if not feasible.any():
+        return {}
+    big = 2.0 * (min(key.shape) + 1) * np.sqrt(t2)
+    rows, cols = linear_sum_assignment(np.where(feasible, np.sqrt(key), big))
+    return {p: (g, key[p, g]) for p, g in zip(rows, cols) if feasible[p, g]}
+
+
+def score_order_key(key, scores, t2):
+    """COCO's AP matching by key: descending score (stable), least-key free gt."""
+    matched, gt_used = {}, set()
+    for p in np.argsort(-np.asarray(scores), kind="stable"):
+        best = None
+        for g in range(key.shape[1]):
+            if g not in gt_used and key[p, g] <= t2 and (best is None or key[p, g] < key[p, best]):
+                best = g
+        if best is not None:
+            matched[p] = (best, key[p, best])
+            gt_used.add(best)
+    return matched
+
+
+KEY_POLICIES = {"greedy": greedy_key, "nearest": nearest_key, "hungarian": hungarian_key}
+
+
+def knn_radii(gt_xy, k):
+    """Mean distance from each gt to its k nearest others (fewer if there are fewer;
+    NaN when alone): sqrt(d²) of the nearest, summed in ascending order, left to right."""
+    d2 = pair_d2(gt_xy, gt_xy)
+    out = []
+    for i in range(len(gt_xy)):
+        others = sorted(float(d2[i, j]) for j in range(len(gt_xy)) if j != i)[:k]
+        total = 0.0
+        for v in others:
+            total += float(np.sqrt(v))
+        out.append(total / len(others) if others else float("nan"))
+    return np.array(out, dtype=np.float64)

@@ -41,22 +41,24 @@ def _mean_over(values):
 
 
 def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match="greedy",
-             score_threshold=None):
-    """Dicts of columns in; the metric fields of the spec's summary out."""
+             score_threshold=None, radius=None, knn_k=3):
+    """Dicts of columns in; the metric fields of the spec's summary out. With ``radius``
+    (a gt column) or normalize 'knn', each gt has its own scale (docs/scaled.md)."""
     has_class = "class" in gt
     has_score = "score" in pred
     image_ids = sorted(set(images["image_id"]) if images is not None
                        else set(gt["image_id"]) | set(pred["image_id"]))
     classes = sorted(set(gt["class"]) | set(pred["class"])) if has_class else [0]
     scale = {i: (1.0, 1.0) for i in image_ids}
-    if normalize != "none":
+    if normalize in ("wh", "diag"):
         for i, w, h in zip(images["image_id"], images["width"], images["height"]):
             diag = math.sqrt(w * w + h * h)
             scale[i] = (w, h) if normalize == "wh" else (diag, diag)
 
     gt_pts, pred_pts = defaultdict(list), defaultdict(list)
-    for i, x, y, c in zip(gt["image_id"], gt["x"], gt["y"], _column(gt, "class", [0] * len(gt["x"]))):
-        gt_pts[i, c].append((x / scale[i][0], y / scale[i][1]))
+    for i, x, y, c, r in zip(gt["image_id"], gt["x"], gt["y"], _column(gt, "class", [0] * len(gt["x"])),
+                             _column(gt, radius, [1.0] * len(gt["x"]))):
+        gt_pts[i, c].append((x / scale[i][0], y / scale[i][1], r))  # r: the gt's scale
     scores = _column(pred, "score", [0.0] * len(pred["x"]))
     for i, x, y, c, s in zip(pred["image_id"], pred["x"], pred["y"],
                              _column(pred, "class", [0] * len(pred["x"])), scores):
@@ -68,14 +70,35 @@ def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match=
     def xy(points):
         return np.array([p[:2] for p in points], dtype=np.float64).reshape(-1, 2)
 
-    rule = reference.POLICIES[match]
+    if normalize == "knn":  # scale: mean distance to the k nearest; alone: the diagonal
+        sizes = {i: (w, h) for i, w, h in zip(images["image_id"], images["width"],
+                                             images["height"])} if images is not None else {}
+        for (i, c), pts in gt_pts.items():
+            w, h = sizes.get(i, (math.nan, math.nan))
+            radii = reference.knn_radii(xy(pts), knn_k)
+            gt_pts[i, c] = [(x, y, math.sqrt(w * w + h * h) if math.isnan(r) else float(r))
+                            for (x, y, _), r in zip(pts, radii)]
+    scaled = radius is not None or normalize == "knn"
+
+    def rule(preds, gts, d):
+        if not scaled:
+            return reference.POLICIES[match](xy(preds), xy(gts), d)
+        key = reference.pair_key(xy(preds), xy(gts), [g[2] for g in gts])
+        return reference.KEY_POLICIES[match](key, d * d)
+
+    def score_order(preds, gts, d):
+        if not scaled:
+            return reference.score_order(xy(preds), [p[2] for p in preds], xy(gts), d)
+        key = reference.pair_key(xy(preds), xy(gts), [g[2] for g in gts])
+        return reference.score_order_key(key, [p[2] for p in preds], d * d)
+
     n_t = len(thresholds)
     tp = {c: [0] * n_t for c in classes}
     dists = {c: [[] for _ in range(n_t)] for c in classes}
     for t, d in enumerate(thresholds):
         for i in image_ids:
             for c in classes:
-                found = rule(xy(kept(pred_pts[i, c])), xy(gt_pts[i, c]), d)
+                found = rule(kept(pred_pts[i, c]), gt_pts[i, c], d)
                 tp[c][t] += len(found)
                 dists[c][t] += [math.sqrt(d2) for _, d2 in found.values()]
 
@@ -90,7 +113,7 @@ def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match=
                 all_scores, all_tp = [], []
                 for i in image_ids:
                     preds = pred_pts[i, c]
-                    found = reference.score_order(xy(preds), [p[2] for p in preds], xy(gt_pts[i, c]), d)
+                    found = score_order(preds, gt_pts[i, c], d)
                     all_scores += [p[2] for p in preds]
                     all_tp += [k in found for k in range(len(preds))]
                 ap[c][t] = reference.coco101_ap(all_scores, all_tp, n_gt[c])

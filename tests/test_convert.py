@@ -1,6 +1,5 @@
 """`pointscore convert` (engine/convert.py): each source format written here, converted,
 read back from Parquet and compared; malformed files name the file and the line."""
-import argparse
 import json
 
 import numpy as np

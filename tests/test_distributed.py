@@ -3,6 +3,7 @@ survive a worker that dies."""
 import json
 import logging
 import os
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,19 +21,39 @@ OPTIONS = dict(normalize="wh", thresholds=[4.0, 8.0, 16.0], device="cpu", shard_
 
 
 class ExitOnScoring(distributed.WorkerPlugin):
-    """Kills its worker's process as a scoring task starts: once (the marker file then
-    exists), or every time when there is no marker."""
+    """Kills its worker's process as a scoring task starts while the file ``armed``
+    exists; with ``once``, the worker that removes the file is the only one to die.
+    The file, not the plugin's registration, decides: a worker that the nanny restarts
+    while the plugin is being unregistered may still get it."""
 
-    def __init__(self, marker=None):
-        self.marker = marker
+    def __init__(self, armed, once=False):
+        self.armed, self.once = armed, once
 
     def transition(self, key, start, finish, **kwargs):
         if finish != "executing" or not str(key).startswith("pointscore-score-"):
             return
-        if self.marker is None or not os.path.exists(self.marker):
-            if self.marker:
-                open(self.marker, "w").close()
-            os._exit(1)
+        if self.once:
+            try:
+                os.unlink(self.armed)
+            except FileNotFoundError:
+                return
+        elif not os.path.exists(self.armed):
+            return
+        os._exit(1)
+
+
+@contextmanager
+def killing(client, tmp_path, once=False):
+    """ExitOnScoring on every worker for the block; returns the arming file."""
+    armed = tmp_path / "armed"
+    armed.touch()
+    client.register_plugin(ExitOnScoring(str(armed), once), name="exit-on-scoring")
+    try:
+        yield armed
+    finally:
+        if armed.exists():
+            armed.unlink()
+        client.unregister_worker_plugin("exit-on-scoring")
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +101,10 @@ def test_cluster_at_a_scheduler_address(cluster, dataset, tmp_path, layout, stra
 def test_a_worker_that_dies_mid_run_is_replaced(cluster, dataset, tmp_path):
     local, client = cluster
     paths, images, expected = dataset
-    marker = tmp_path / "a worker died"
-    client.register_plugin(ExitOnScoring(str(marker)), name="exit-once")
-    try:
+    with killing(client, tmp_path, once=True) as armed:
         report = evaluate_distributed(*paths["scattered"], images,
                                       scheduler=local.scheduler_address, **OPTIONS)
-    finally:
-        client.unregister_worker_plugin("exit-once")
-    assert marker.exists()
+        assert not armed.exists()  # a worker died
     assert_same(report, expected)
 
 
@@ -96,17 +113,16 @@ def test_a_run_that_cannot_finish_says_so_and_writes_nothing(cluster, dataset, t
     paths, images, _ = dataset
     allowed = local.scheduler.allowed_failures
     local.scheduler.allowed_failures = 0  # give up at the first death, to keep this quick
-    client.register_plugin(ExitOnScoring(), name="exit-always")
-    out = tmp_path / "per_image.parquet"
+    out = tmp_path / "out"
+    out.mkdir()
     try:
-        with pytest.raises(DistributedError) as error:
+        with killing(client, tmp_path), pytest.raises(DistributedError) as error:
             evaluate_distributed(*paths["sorted"], images, scheduler=local.scheduler_address,
-                                 per_image_path=str(out), **OPTIONS)
+                                 per_image_path=str(out / "per_image.parquet"), **OPTIONS)
     finally:
-        client.unregister_worker_plugin("exit-always")
         local.scheduler.allowed_failures = allowed
     assert "\n" not in str(error.value) and "died" in str(error.value)
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(out) == []
 
 
 def test_an_unreachable_scheduler_is_a_clear_error(dataset, monkeypatch):
@@ -134,11 +150,10 @@ def test_the_command_line_on_a_cluster(cluster, dataset, tmp_path, capsys):
         os.unlink(out / name)
     allowed = local.scheduler.allowed_failures
     local.scheduler.allowed_failures = 0
-    client.register_plugin(ExitOnScoring(), name="exit-always")
     try:
-        assert main(argv + ["--scheduler", local.scheduler_address]) == 1
+        with killing(client, tmp_path):
+            assert main(argv + ["--scheduler", local.scheduler_address]) == 1
     finally:
-        client.unregister_worker_plugin("exit-always")
         local.scheduler.allowed_failures = allowed
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pointscore: the Dask run cannot finish")

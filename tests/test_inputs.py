@@ -368,7 +368,7 @@ def test_nested_image_ids_are_checked_image_by_image(gt, line):
     ({"match": 3}, "match must be one of greedy, nearest, hungarian, got 3"),
     ({"match": np.array(["greedy"])},
      "match must be one of greedy, nearest, hungarian, got array(['greedy'], dtype='<U6')"),
-    ({"normalize": ["wh"]}, "normalize must be one of none, wh, diag, got ['wh']"),
+    ({"normalize": ["wh"]}, "normalize must be one of none, wh, diag, knn, got ['wh']"),
 ])
 def test_options_of_the_wrong_type_give_one_line(options, line):
     with pytest.raises(InputError) as caught:
