@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels.ap import RECALL_POINTS, precision_at_recall_points
+from kernels.ap import RECALL_POINTS, pack_tp, precision_at_recall_points, unpack_tp
 from kernels.exact import ExactSums
 
 
@@ -25,11 +25,17 @@ class ApRun:
     image_ids: pa.Array    # distinct, ascending
     counts: np.ndarray     # predictions per image
     score: np.ndarray      # (n,)
-    is_tp: np.ndarray      # (n, n_thresholds) bool
+    tp_bits: np.ndarray    # (n, words): kernels.ap.pack_tp of is-TP per threshold
+    n_thresholds: int
 
     @property
     def id_type(self):
         return self.image_ids.type
+
+    @property
+    def is_tp(self):
+        """(n, n_thresholds) bool."""
+        return unpack_tp(self.tp_bits, self.n_thresholds)
 
 
 class MetricState:
@@ -98,7 +104,8 @@ class MetricState:
             if mine.size:
                 images, counts = np.unique(image_of_pred[mine], return_counts=True)
                 self.ap_runs[c].append(ApRun(image_ids.take(pa.array(images)), counts,
-                                             score[mine], np.ascontiguousarray(is_tp[:, mine].T)))
+                                             score[mine], pack_tp(is_tp[:, mine]),
+                                             self.thresholds.size))
 
     # -- merge ----------------------------------------------------------------------------
     def merge(self, other):
@@ -168,13 +175,10 @@ class MetricState:
         for c in range(len(self.classes)):
             if self.gt_points[c] == 0:
                 continue
-            run = self.ap_lists(c)
-            score, is_tp = (run.score, run.is_tp) if run else \
-                (np.zeros(0), np.zeros((0, n_t), bool))
-            descending = -score
-            order = np.argsort(descending, kind="stable")
-            del descending  # before the kernel: the lists may be most of memory
-            sampled[c] = precision_at_recall_points(xp, is_tp, order, int(self.gt_points[c]))
+            run = self.ap_lists(c) or self._no_predictions()
+            sampled[c] = precision_at_recall_points(xp, run.tp_bits, n_t,
+                                                    _descending_order(run.score),
+                                                    int(self.gt_points[c]))
         return sampled
 
     def ap_lists(self, c):
@@ -187,12 +191,12 @@ class MetricState:
             ids = pa.concat_arrays([run.image_ids for run in runs])
             counts = np.concatenate([run.counts for run in runs])
             score = np.empty(int(counts.sum()))
-            is_tp = np.empty((score.size, self.thresholds.size), bool)
+            tp_bits = np.empty((score.size, runs[0].tp_bits.shape[1]), np.uint8)
             at = 0
             while runs:
                 run = runs.pop(0)
                 score[at:at + run.score.size] = run.score
-                is_tp[at:at + run.score.size] = run.is_tp
+                tp_bits[at:at + run.score.size] = run.tp_bits
                 at += run.score.size
             del run
             if not _ascending(ids):  # interleaved runs: sort their images, rows follow
@@ -201,9 +205,13 @@ class MetricState:
                 counts = counts[by_image]
                 rows = np.repeat(starts[by_image] - (np.cumsum(counts) - counts), counts) \
                     + np.arange(counts.sum())
-                ids, score, is_tp = ids.take(pa.array(by_image)), score[rows], is_tp[rows]
-            self.ap_runs[c] = [ApRun(ids, counts, score, is_tp)]
+                ids, score, tp_bits = ids.take(pa.array(by_image)), score[rows], tp_bits[rows]
+            self.ap_runs[c] = [ApRun(ids, counts, score, tp_bits, self.thresholds.size)]
         return self.ap_runs[c][0] if self.ap_runs[c] else None
+
+    def _no_predictions(self):
+        n_t = self.thresholds.size
+        return ApRun(None, None, np.zeros(0), pack_tp(np.zeros((n_t, 0), bool)), n_t)
 
     def compute(self, xp=np):
         """The metric part of the summary (spec section 7), JSON-ready."""
@@ -244,6 +252,17 @@ class MetricState:
             "map": float(np.mean(valid_ap)) if valid_ap and len(valid_ap) == n_t else None,
             "classes": classes,
         }
+
+
+def _descending_order(score):
+    """Stable argsort by descending score. The scores are negated in place for the
+    sort and back after it (both exact), because a negated copy of lists that may be
+    most of memory would raise the peak by 8 bytes per prediction."""
+    np.negative(score, out=score)
+    try:
+        return np.argsort(score, kind="stable")
+    finally:
+        np.negative(score, out=score)
 
 
 def _ascending(ids):

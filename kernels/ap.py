@@ -58,17 +58,29 @@ def precision_at_recall_points_xp(xp, tp_sorted, n_gt):
     return sampled if xp is np else xp.asnumpy(sampled)
 
 
-@njit(cache=True)
-def precision_at_recall_points_cpu(is_tp, order, n_gt):
-    """precision_at_recall_points_xp of is_tp[order].T in one pass and O(101) memory, for
-    lists larger than memory allows copying: the same IEEE operations, so the same bits.
+def pack_tp(is_tp):
+    """is_tp (n_thresholds, n) bool -> (n, ceil(n_thresholds / 8)) uint8, bit t of
+    prediction i set when it is a TP at threshold t: lists that may be most of memory
+    take 1 bit per threshold instead of a byte."""
+    return np.ascontiguousarray(np.packbits(is_tp, axis=0, bitorder="little").T)
 
-    is_tp: bool (n, n_thresholds); order: the accumulation order (descending score).
+
+def unpack_tp(tp_bits, n_thresholds):
+    """pack_tp's inverse, as (n, n_thresholds) bool."""
+    return np.unpackbits(tp_bits, axis=1, count=n_thresholds, bitorder="little").astype(bool)
+
+
+@njit(cache=True)
+def precision_at_recall_points_cpu(tp_bits, n_t, order, n_gt):
+    """precision_at_recall_points_xp of unpack_tp(tp_bits)[order].T in one pass and
+    O(101) memory, for lists larger than memory allows copying: the same IEEE
+    operations, so the same bits.
+
+    tp_bits: pack_tp's (n, words); order: the accumulation order (descending score).
     Recall never falls, so recall point r is first reached at searchsorted's index
     idx_r, and the envelope there, max(precision[idx_r:]), is the largest of the
     maxima of the precisions between consecutive first-reach indices from r on.
     """
-    n_t = is_tp.shape[1]
     points = RECALL_POINTS  # numpy's values: Numba's linspace may round differently
     n_r = points.size
     stretch_max = np.zeros((n_t, n_r))  # max precision from idx_r up to the next idx
@@ -77,7 +89,7 @@ def precision_at_recall_points_cpu(is_tp, order, n_gt):
     for i in range(order.size):
         row = order[i]
         for t in range(n_t):
-            tp[t] += is_tp[row, t]
+            tp[t] += (tp_bits[row, t >> 3] >> (t & 7)) & 1
             recall = tp[t] / n_gt
             precision = tp[t] / ((i + 1 - tp[t]) + tp[t] + EPS)
             r = reached[t]
@@ -95,12 +107,12 @@ def precision_at_recall_points_cpu(is_tp, order, n_gt):
     return sampled
 
 
-def precision_at_recall_points(xp, is_tp, order, n_gt):
+def precision_at_recall_points(xp, tp_bits, n_t, order, n_gt):
     """Interpolated precision at the 101 recall points per threshold, (n_t, 101) on the
     host; its mean over the points is COCO's AP (taken on the host, so that the
     summation order is numpy's, as in pycocotools).
-    is_tp: host bool (n, n_thresholds); order: descending score."""
+    tp_bits: pack_tp's host (n, words); order: descending score."""
     if xp is np:
-        return precision_at_recall_points_cpu(is_tp, order, n_gt)
-    tp_sorted = xp.asarray(np.ascontiguousarray(is_tp[order].T))
+        return precision_at_recall_points_cpu(tp_bits, n_t, order, n_gt)
+    tp_sorted = xp.asarray(np.ascontiguousarray(unpack_tp(tp_bits[order], n_t).T))
     return precision_at_recall_points_xp(xp, tp_sorted, n_gt)

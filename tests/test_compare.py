@@ -14,7 +14,7 @@ from engine import bootstrap
 from engine.cli import main
 from engine.compare import compare, default_names
 from engine.io import InputError
-from kernels.ap import precision_at_recall_points_cpu
+from kernels.ap import pack_tp, precision_at_recall_points_cpu
 
 # Images 1, 2, 3; image 3 has no ground truth. A is perfect; B misses image 2's point
 # and puts one, scored highest, on image 3.
@@ -200,7 +200,7 @@ def weighted_ap(image_weight, pred_image, is_tp, n_gt):
 def expanded_ap(image_weight, pred_image, is_tp, n_gt):
     """The one-pass kernel on the predictions repeated, each one's copies adjacent."""
     rows = np.repeat(np.arange(pred_image.size), image_weight[pred_image])
-    return precision_at_recall_points_cpu(np.ascontiguousarray(is_tp[rows]),
+    return precision_at_recall_points_cpu(pack_tp(is_tp[rows].T), is_tp.shape[1],
                                           np.arange(rows.size), int(n_gt))
 
 

@@ -126,5 +126,7 @@ def test_host_ap_kernel_equals_the_array_module_lines(n, rate, extra_gt, seed):
     is_tp = rng.random((n, 3)) < rate
     order = rng.permutation(n)
     n_gt = max(int(is_tp.sum(axis=0).max()) + extra_gt, 1)
-    assert np.array_equal(ap.precision_at_recall_points_cpu(is_tp, order, n_gt),
+    tp_bits = ap.pack_tp(is_tp.T)
+    assert np.array_equal(ap.unpack_tp(tp_bits, 3), is_tp)
+    assert np.array_equal(ap.precision_at_recall_points_cpu(tp_bits, 3, order, n_gt),
                           ap.precision_at_recall_points_xp(np, is_tp[order].T.copy(), n_gt))

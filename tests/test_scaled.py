@@ -359,3 +359,29 @@ def test_nested_layout_reads_the_radius_inside_points(tmp_path):
                                                                      "s": -2.0}]])}), path)
     with pytest.raises(InputError, match=r"column 'points.s' has 1 non-positive"):
         engine.evaluate(str(path), pred, radius="s", device="cpu")
+
+
+def test_nwpu_f1_equals_a_plain_maximum_cardinality_matching():
+    """NWPU-Crowd's localisation TP is the size of a maximum matching of the pairs within
+    each head's radius; the hungarian rule with a radius column gives exactly that."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    from bench.data import crowd
+    gt, pred, _ = crowd(n_images=12, target_gt=600, max_per_image=120, seed=9)
+    rng = np.random.default_rng(9)
+    gt["sigma_l"] = rng.uniform(2.0, 12.0, gt["x"].size)
+    summary = engine.evaluate(gt, pred, thresholds=[1.0], radius="sigma_l", match="hungarian",
+                              device="cpu").summary
+    tp = 0
+    for image in np.unique(np.concatenate([gt["image_id"], pred["image_id"]])):
+        g, p = gt["image_id"] == image, pred["image_id"] == image
+        dx = pred["x"][p][:, None] - gt["x"][g][None, :]
+        dy = pred["y"][p][:, None] - gt["y"][g][None, :]
+        within = np.hypot(dx, dy) <= gt["sigma_l"][g][None, :]
+        if within.any():
+            tp += int((maximum_bipartite_matching(csr_matrix(within), perm_type="column")
+                       >= 0).sum())
+    assert summary["micro"]["tp"] == [tp]
+    n_pred, n_gt = pred["x"].size, gt["x"].size
+    assert summary["micro"]["f1"] == [2 * tp / (n_pred + n_gt)]
