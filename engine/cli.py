@@ -15,7 +15,7 @@ from .device import DEVICES
 from .distributed import DistributedError
 from .evaluate import MATCH
 from .io import InputError
-from .report import atomic_path, output_path_problem, summary_json, text_table
+from .report import atomic_path, output_problems, summary_json, text_table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -120,14 +120,9 @@ def _positive_int(text):
 
 
 def _check_outputs(args):
-    """Refuse an output path that cannot be written before the work, not after it."""
-    problems = [output_path_problem(option, path)
-                for option, path in (("--json", args.json), ("--per-image", args.per_image),
-                                     ("--matches", args.matches))
-                if path and path != "-"]
-    if args.report:
-        problems.append(html_report.report_directory_problem(args.report))
-    problems = [p for p in problems if p]
+    """Refuse outputs that cannot be written before the work, not after it."""
+    problems = output_problems({"--json": args.json, "--per-image": args.per_image,
+                                "--matches": args.matches, "--report": args.report})
     if problems:
         raise InputError(problems)
 

@@ -23,7 +23,7 @@ from .device import DEVICES
 from .evaluate import MATCH, check_thresholds, evaluate
 from .scaled import DEFAULT_KNN_K
 from .io import InputError, to_arrow
-from .report import output_path_problem, write_json
+from .report import output_problems, write_json
 
 RANK_METRICS = ("map", "mae", "rmse")  # and f1@D
 LOWER_IS_BETTER = ("mae", "rmse")
@@ -209,30 +209,22 @@ def _check_names(names, n_preds):
 
 
 def default_names(preds):
-    """File stems ('runs/a.parquet' -> 'a'); stems that clash take parent folders
-    ('x/pred', 'y/pred'), a file given twice a count ('pred', 'pred-2'); a table in
-    memory is 'submission-<i>'."""
-    paths = [Path(os.path.abspath(p)).parts[1:] if isinstance(p, (str, os.PathLike)) else None
-             for p in preds]  # without the root
-
-    def name(i, depth):
-        if paths[i] is None:
-            return f"submission-{i + 1}"
-        *folders, file = paths[i][-depth:]
-        stem = next((file[:-len(e)] for e in EXTENSIONS if file.lower().endswith(e)), file)
-        return "/".join([*folders, stem])
-
-    depth = [1] * len(preds)
-    names = [name(i, 1) for i in range(len(preds))]
-    while True:  # a deeper name only where another file gives the same one
-        clash = [i for i, n in enumerate(names) if paths[i] is not None
-                 and depth[i] < len(paths[i])
-                 and any(m == n and paths[j] != paths[i] for j, m in enumerate(names))]
-        if not clash:
-            break
-        for i in clash:
-            depth[i] += 1
-            names[i] = name(i, depth[i])
+    """File stems ('runs/a.parquet' -> 'a'). Stems that clash take the fewest parent
+    folders that tell the files apart ('x/pred', 'y/pred'), else their extensions
+    ('pred.csv', 'pred.parquet'); a file given twice gets a count ('pred', 'pred-2'); a
+    table in memory is 'submission-<i>'."""
+    paths = [Path(os.path.abspath(p)) if isinstance(p, (str, os.PathLike)) else None
+             for p in preds]
+    names = [_stem(p.name) if p else f"submission-{i + 1}" for i, p in enumerate(paths)]
+    for name in set(names):
+        clashing = [i for i, n in enumerate(names) if n == name and paths[i]]
+        files = {paths[i] for i in clashing}
+        for label in _labels(max(len(p.parts) for p in files) if files else 0):
+            labels = {p: label(p) for p in files}
+            if len(set(labels.values())) == len(files):
+                for i in clashing:
+                    names[i] = labels[paths[i]]
+                break
     unique = []
     for n in names:
         candidate, k = n, 1
@@ -241,6 +233,18 @@ def default_names(preds):
             candidate = f"{n}-{k}"
         unique.append(candidate)
     return unique
+
+
+def _stem(file):
+    return next((file[:-len(e)] for e in EXTENSIONS if file.lower().endswith(e)), file)
+
+
+def _labels(max_depth):
+    """Ways to name a path, shortest first: stem, then 1, 2, ... parent folders and the
+    stem, then the same with the file name."""
+    for name in (lambda p: _stem(p.name), lambda p: p.name):
+        for depth in range(max_depth):
+            yield lambda p, depth=depth, name=name: "/".join((*p.parts[-1 - depth:-1], name(p)))
 
 
 # -- command line -------------------------------------------------------------------------
@@ -298,11 +302,9 @@ def _count(text):
 
 
 def run(args):
-    problems = [output_path_problem("--json", args.json) if args.json and args.json != "-"
-                else None,
-                html_report.report_directory_problem(args.report) if args.report else None]
-    if any(problems):
-        raise InputError([p for p in problems if p])
+    problems = output_problems({"--json": args.json, "--report": args.report})
+    if problems:
+        raise InputError(problems)
     names = [name.strip() for name in args.names.split(",")] if args.names else None
     comparison = compare(args.gt, args.pred, args.images, names=names,
                          thresholds=args.thresholds, normalize=args.normalize,

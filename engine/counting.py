@@ -202,6 +202,7 @@ class CountState:
     classes: list
     gt: np.ndarray
     pred: np.ndarray
+    has_scores = False  # no AP lists, as a MetricState without scores
 
     def compute(self, xp=None):
         n_images, n_c = self.gt.shape

@@ -386,6 +386,8 @@ def _pooled(report, color):
     d = thresholds[_middle(thresholds)]
     columns = {"true": "gt_count", "pred": "pred_count",
                "tp": f"tp@{d!r}", "fp": f"fp@{d!r}", "fn": f"fn@{d!r}"}
+    # Count-only predictions have counts and no matches.
+    columns = {k: c for k, c in columns.items() if c in report.per_image.column_names}
     grouped = report.per_image.group_by("image_id") \
         .aggregate([(c, "sum") for c in columns.values()]).sort_by("image_id")
     pooled = {key: grouped[f"{c}_sum"].to_numpy() for key, c in columns.items()}
@@ -459,8 +461,8 @@ def _worst_section(pooled, worst):
     for name, p in pooled.items():
         error = p["pred"] - p["true"]
         order = np.argsort(-np.abs(error), kind="stable")[:worst]  # ties: ascending id
-        rows = [(str(p["image_id"][i]), str(p["true"][i]), str(p["pred"][i]),
-                 f"{error[i]:+d}", str(p["tp"][i]), str(p["fp"][i]), str(p["fn"][i]))
+        rows = [(str(p["image_id"][i]), str(p["true"][i]), f"{p['pred'][i]:g}",
+                 f"{error[i]:+g}", *(str(p[k][i]) if k in p else "-" for k in ("tp", "fp", "fn")))
                 for i in order]
         d = f"{p['d']:g}"
         parts += [f"<h3>{html.escape(name)}</h3>",

@@ -22,6 +22,31 @@ def output_path_problem(option, path):
     return None
 
 
+def output_problems(options):
+    """One line per problem with a command's outputs {option: path or None}, before
+    the work: an empty path, two options naming the same file (the later would replace
+    the earlier), a path that cannot be written. '--json -' is stdout; '--report'
+    names a directory (engine.html_report checks it)."""
+    from .html_report import report_directory_problem  # it imports this module
+    problems, seen = [], {}
+    for option, path in options.items():
+        if path is None or (option == "--json" and path == "-"):
+            continue
+        if not path:
+            problems.append(f"usage error: {option} needs a path")
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            problems.append(f"usage error: {seen[real]} and {option} both name {path}")
+            continue
+        seen[real] = option
+        problem = report_directory_problem(path) if option == "--report" \
+            else output_path_problem(option, path)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 @contextmanager
 def atomic_path(path):
     """Yield a temporary path in the target's directory; rename it into place on success."""

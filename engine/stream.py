@@ -4,7 +4,7 @@
 
 Memory is bounded by the shard budget, not by the dataset; what grows with the data
 is only what the metrics are made of: the images table, one id count per image, and
-the AP lists (16 bytes per scored prediction plus one per threshold). The images table
+the AP lists (8 bytes per scored prediction plus one bit per threshold). The images table
 is read whole. Three steps, whose tasks engine.distributed runs on a Dask cluster:
 
 1. Check and count: every record batch goes through ``engine.io.load`` (the checks of
@@ -272,6 +272,9 @@ def scan(task, known=None):
         distinct = pc.value_counts(table.image_id)
         ids.append(distinct.field("values"))
         counts.append(distinct.field("counts"))
+        if table.listed_ids is not None:  # nested images without points are evaluated too
+            ids.append(table.listed_ids)
+            counts.append(pa.array(np.zeros(len(table.listed_ids), np.int64)))
         if table.klass is not None:
             classes.append(pc.unique(table.klass))
         if sum(len(a) for a in ids) > compact_at:  # keep the tally near one row per image
@@ -545,6 +548,7 @@ def _check(gt, pred, images, match, score_threshold, normalize, mapper, piece_ro
 
     empty = {role: _load(s.empty(), s) for role, s in sources.items()}
     _check_options(match, score_threshold, empty["pred"])
+    _check_id_kinds(sources, images_t)
     build_batch(empty["gt"], empty["pred"], images_t)
     for role, source in sources.items():
         unknown = sorted({f for s in scans[role] for f in s.unknown_files})
@@ -555,6 +559,22 @@ def _check(gt, pred, images, match, score_threshold, normalize, mapper, piece_ro
         raise InputError(problems)
     build_batch(empty["gt"], empty["pred"], images_t, normalize)
     return sources, images_t, scans, empty["gt"].klass is not None
+
+
+def _check_id_kinds(sources, images):
+    """engine.evaluate's id-type check across the tables. build_batch makes it on the
+    empty tables here, which have no say, so it is made from the schemas of the
+    sources that have rows."""
+    where = {}
+    for source in sources.values():
+        if source.rows:
+            kind = _kind(source.schema.field("image_id").type)
+            where.setdefault(kind, []).append(source.label)
+    if images is not None and len(images.image_id):
+        where.setdefault(_kind(images.image_id.type), []).append(images.label)
+    if len(where) > 1:
+        raise InputError("column 'image_id' is " + " but ".join(
+            f"{kind} in {', '.join(labels)}" for kind, labels in where.items()))
 
 
 def _shards(plan, images, spans, scratch):

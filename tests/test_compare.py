@@ -290,3 +290,10 @@ def test_cli_bad_input_exits_2_with_one_line(files, capsys, tmp_path, argv, frag
     assert code == 2 and out == ""
     [line] = err.splitlines()
     assert line.startswith("pointscore: ") and all(f in line for f in fragments)
+
+
+def test_default_names_tell_clashing_files_apart():
+    from engine.compare import default_names
+    assert default_names(["/t/x/pred.parquet", "/t/y/pred.parquet"]) == ["x/pred", "y/pred"]
+    assert default_names(["/t/a/pred.parquet", "/t/a/pred.csv"]) == ["pred.parquet", "pred.csv"]
+    assert default_names(["/t/p.csv", "/t/p.csv", {"x": []}]) == ["p", "p-2", "submission-3"]

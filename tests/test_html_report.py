@@ -247,3 +247,12 @@ def test_command_line_writes_reports_for_evaluate_and_compare(tmp_path, capsys):
     assert main(["evaluate", "--gt", paths["gt"], "--pred", paths["a"], "--report",
                  str(tmp_path / "file"), "--json", str(tmp_path / "s.json")]) == 2
     assert not (tmp_path / "s.json").exists()
+
+
+def test_count_only_predictions_have_a_report(tmp_path):
+    gt = {"image_id": [1, 1, 2], "x": [0.0, 1.0, 2.0], "y": [0.0, 0.0, 0.0]}
+    counts = engine.evaluate(gt, {"image_id": [1, 2], "count": [2.5, 1.0]}, thresholds=[1.0])
+    points = engine.evaluate(gt, {"image_id": [1, 2], "x": [0.0, 2.0], "y": [0.0, 0.0],
+                                  "score": [0.9, 0.5]}, thresholds=[1.0])
+    text = open(write_report(tmp_path / "r", {"counts": counts, "points": points})).read()
+    assert "<td class=n>+0.5</td>" in text and "<td class=n>2.5</td>" in text

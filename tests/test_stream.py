@@ -114,6 +114,39 @@ def test_string_ids_and_nested_layout(crowd, tmp_path):
                 engine.evaluate(*paths, device="cpu"))
 
 
+@pytest.mark.parametrize("strategy", ["filter", "partition"])
+def test_nested_images_without_points_count_in_every_shard_cut(tmp_path, strategy):
+    point = pa.struct([("x", pa.float64()), ("y", pa.float64())])
+    gt = pa.table({"image_id": [1, 2, 3],
+                   "points": pa.array([[{"x": 0.0, "y": 0.0}], [], [{"x": 1.0, "y": 1.0}]],
+                                      pa.list_(point))})
+    pred = pa.table({"image_id": [1, 3], "points": pa.array(
+        [[{"x": 0.0, "y": 0.5}], [{"x": 1.0, "y": 1.0}]], pa.list_(point))})
+    paths = [str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet")]
+    pq.write_table(gt, paths[0], row_group_size=1)
+    pq.write_table(pred, paths[1], row_group_size=1)
+    expected = engine.evaluate(*paths, thresholds=[1.0], device="cpu")
+    assert expected.summary["images"] == 3
+    assert_same(evaluate_stream(*paths, thresholds=[1.0], device="cpu", shard_points=1,
+                                strategy=strategy), expected)
+
+
+@pytest.mark.parametrize("images_ids", [["a", "b"], None])
+def test_id_types_that_differ_across_tables_are_one_line(tmp_path, images_ids):
+    gt = {"image_id": np.array([1, 2]), "x": [0.0, 1.0], "y": [0.0, 1.0]}
+    pred = {"image_id": np.array(["1", "2"]) if images_ids is None else np.array([1, 2]),
+            "x": [0.0, 1.0], "y": [0.0, 1.0]}
+    paths = [str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet")]
+    pq.write_table(pa.table(gt), paths[0])
+    pq.write_table(pa.table(pred), paths[1])
+    images = None if images_ids is None else {"image_id": np.array(images_ids)}
+    with pytest.raises(InputError) as in_memory:
+        engine.evaluate(*paths, images, device="cpu")
+    with pytest.raises(InputError) as streamed:
+        evaluate_stream(*paths, images, device="cpu", shard_points=1)
+    assert streamed.value.problems == in_memory.value.problems
+
+
 def test_per_image_written_shard_by_shard(layouts, tmp_path):
     gt, pred = layouts["scattered"]
     out = tmp_path / "per_image.parquet"
