@@ -4,51 +4,20 @@ Exit status: 0 success, 2 bad input or usage (one line per problem), 1 internal 
 """
 import argparse
 import logging
-import math
 import os
 import sys
 from contextlib import ExitStack
 
 from . import compare, convert, counting, html_report, stream
-from .batch import NORMALIZE
-from .device import DEVICES
 from .distributed import DistributedError
-from .evaluate import MATCH
 from .io import InputError
+from .options import add_scoring_arguments, positive_int, scaling_options
 from .report import atomic_path, output_problems, summary_json, text_table
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise InputError(f"usage error: {message} (see 'pointscore {self.prog.split()[-1]} --help')")
-
-
-MAX_THRESHOLDS = 10_000
-
-
-def parse_thresholds(text):
-    """'start:stop:step' (stop included within half a step) or 'a,b,c'."""
-    try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if not (math.isfinite(start) and math.isfinite(stop) and step > 0
-                    and stop >= start):
-                raise InputError(f"--thresholds: start:stop:step needs finite start <= stop "
-                                 f"and step > 0, got '{text}'")
-            n = (stop - start) / step + 0.5  # may be inf for a tiny step
-            if n >= MAX_THRESHOLDS:
-                raise InputError(f"--thresholds: '{text}' gives more than {MAX_THRESHOLDS} "
-                                 "thresholds")
-            n = int(n)
-            values = [round(start + i * step, 10) for i in range(n + 1)]
-        else:
-            values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"--thresholds: expected start:stop:step or a,b,c with numbers, "
-                         f"got '{text}'") from None
-    if any(not 0 < v < math.inf for v in values):
-        raise InputError(f"--thresholds: every threshold must be finite and > 0, got '{text}'")
-    return sorted(set(values))
 
 
 def _parser():
@@ -58,21 +27,7 @@ def _parser():
     ev = commands.add_parser("evaluate", help="score one prediction table")
     ev.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
     ev.add_argument("--pred", required=True, help="predicted points")
-    ev.add_argument("--images", help="images table: image_id[, width, height]")
-    ev.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
-                    help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
-    ev.add_argument("--normalize", choices=NORMALIZE, default="none",
-                    help="knn: thresholds in units of each gt's mean distance to its "
-                         "--knn-k nearest gts (docs/scaled.md)")
-    ev.add_argument("--radius-column", metavar="NAME",
-                    help="a gt column of per-point scales (e.g. NWPU's sigma_l): match when "
-                         "distance <= threshold * radius (docs/scaled.md)")
-    ev.add_argument("--knn-k", type=_positive_int, metavar="K",
-                    help="neighbours of --normalize knn (default 3)")
-    ev.add_argument("--match", choices=MATCH, default="greedy")
-    ev.add_argument("--score-threshold", type=float, default=None,
-                    help="keep predictions with score >= S at the operating point")
-    ev.add_argument("--device", choices=DEVICES, default="auto")
+    add_scoring_arguments(ev, "images table: image_id[, width, height]")
     ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
     ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
     ev.add_argument("--matches", metavar="PATH.parquet",
@@ -93,11 +48,11 @@ def _parser():
     big = ev.add_argument_group(
         "large datasets", "Parquet dataset directories, and Parquet inputs of more points "
         "than one shard, are streamed shard by shard in bounded memory")
-    big.add_argument("--workers", type=_positive_int, metavar="N",
+    big.add_argument("--workers", type=positive_int, metavar="N",
                      help="score on a local Dask cluster of N worker processes")
     big.add_argument("--scheduler", metavar="ADDRESS",
                      help="score on the Dask cluster at ADDRESS (tcp://host:8786)")
-    big.add_argument("--shard-points", type=_positive_int, metavar="N",
+    big.add_argument("--shard-points", type=positive_int, metavar="N",
                      default=stream.DEFAULT_SHARD_POINTS,
                      help=f"points per shard (default {stream.DEFAULT_SHARD_POINTS:,})")
     big.add_argument("--scratch-dir", metavar="DIR",
@@ -107,16 +62,6 @@ def _parser():
     convert.add_parser(commands)
     compare.add_parser(commands)
     return parser
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
-    return value
 
 
 def _check_outputs(args):
@@ -129,8 +74,7 @@ def _check_outputs(args):
 
 def _evaluate(args):
     _check_outputs(args)
-    if args.knn_k is not None and args.normalize != "knn":
-        raise InputError("usage error: --knn-k applies to --normalize knn only")
+    scaling_options(args)
     if args.workers and args.scheduler:
         raise InputError("usage error: give --workers (a local cluster) or --scheduler "
                          "(an existing one), not both")

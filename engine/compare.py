@@ -18,12 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import bootstrap, html_report
-from .batch import NORMALIZE, check_normalize
-from .device import DEVICES
-from .evaluate import MATCH, check_thresholds, evaluate
-from .scaled import DEFAULT_KNN_K
+from .batch import check_normalize
+from .evaluate import check_thresholds, evaluate
 from .io import InputError, to_arrow
+from .options import add_scoring_arguments, scaling_options
 from .report import output_problems, write_json
+from .scaled import DEFAULT_KNN_K
 
 RANK_METRICS = ("map", "mae", "rmse")  # and f1@D
 LOWER_IS_BETTER = ("mae", "rmse")
@@ -251,7 +251,6 @@ def _labels(max_depth):
 
 def add_parser(subparsers):
     """Add `compare` to the CLI's subparsers (their parser_class raises InputError)."""
-    from .cli import parse_thresholds  # engine.cli imports this module
     parser = subparsers.add_parser(
         "compare", help="rank several prediction tables against one ground truth",
         description="Score several prediction tables against one ground truth and rank "
@@ -262,15 +261,8 @@ def add_parser(subparsers):
                         help="one predictions table per submission")
     parser.add_argument("--names", metavar="A,B,...",
                         help="submission names, one per --pred (default: file stems)")
-    parser.add_argument("--images", help="images table: image_id[, width, height] (default: "
-                        "every image id of the ground truth and all submissions)")
-    parser.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
-                        help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
-    parser.add_argument("--normalize", choices=NORMALIZE, default="none")
-    parser.add_argument("--match", choices=MATCH, default="greedy")
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="keep predictions with score >= S at the operating point")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+    add_scoring_arguments(parser, "images table: image_id[, width, height] (default: every "
+                                  "image id of the ground truth and all submissions)")
     parser.add_argument("--bootstrap", type=_count, default=1000, metavar="N",
                         help="bootstrap resamples of the images (default 1000; 0: no "
                              "intervals or p-values)")
@@ -279,10 +271,6 @@ def add_parser(subparsers):
                         help="interval coverage (default 0.95)")
     parser.add_argument("--rank-by", default="map", metavar="map|mae|rmse|f1@D",
                         help="the ranking metric (default map)")
-    parser.add_argument("--radius-column", metavar="NAME",
-                        help="gt column of per-point radii (docs/scaled.md)")
-    parser.add_argument("--knn-k", type=_count, default=DEFAULT_KNN_K, metavar="K",
-                        help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
     parser.add_argument("--json", metavar="PATH|-",
                         help="write the comparison as JSON ('-': stdout only)")
     parser.add_argument("--report", metavar="DIR",
@@ -309,7 +297,7 @@ def run(args):
     comparison = compare(args.gt, args.pred, args.images, names=names,
                          thresholds=args.thresholds, normalize=args.normalize,
                          match=args.match, score_threshold=args.score_threshold,
-                         device=args.device, radius=args.radius_column, knn_k=args.knn_k,
+                         device=args.device, **scaling_options(args),
                          n_resamples=args.bootstrap, seed=args.seed,
                          confidence=args.confidence, rank_by=args.rank_by)
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import DEFAULT_THRESHOLDS
-from engine.cli import main, parse_thresholds
+from engine.cli import main
+from engine.options import parse_thresholds
 from engine.io import InputError
 
 GT = {"image_id": [1, 1, 2, 3], "x": [0.0, 10.0, 5.0, 1.0], "y": [0.0, 10.0, 5.0, 1.0]}
