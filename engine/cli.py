@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from . import compare, convert, counting, html_report, stream
 from .distributed import DistributedError
 from .io import InputError
-from .options import add_scoring_arguments, positive_int, scaling_options
+from .options import add_scoring_arguments, positive_int
 from .report import atomic_path, output_problems, summary_json, text_table
 
 
@@ -74,7 +74,6 @@ def _check_outputs(args):
 
 def _evaluate(args):
     _check_outputs(args)
-    scaling_options(args)
     if args.workers and args.scheduler:
         raise InputError("usage error: give --workers (a local cluster) or --scheduler "
                          "(an existing one), not both")

@@ -6,7 +6,6 @@ with bootstrap intervals and paired tests (docs/compare.md).
         [--score-threshold S] [--device ...] [--bootstrap N] [--seed S]
         [--confidence C] [--rank-by map|mae|rmse|f1@D] [--json PATH|-]
 """
-import argparse
 import os
 import sys
 from collections import Counter
@@ -21,7 +20,7 @@ from . import bootstrap, html_report
 from .batch import check_normalize
 from .evaluate import check_thresholds, evaluate
 from .io import InputError, to_arrow
-from .options import add_scoring_arguments, scaling_options
+from .options import add_scoring_arguments, scaling_options, whole_number
 from .report import output_problems, write_json
 from .scaled import DEFAULT_KNN_K
 
@@ -263,10 +262,11 @@ def add_parser(subparsers):
                         help="submission names, one per --pred (default: file stems)")
     add_scoring_arguments(parser, "images table: image_id[, width, height] (default: every "
                                   "image id of the ground truth and all submissions)")
-    parser.add_argument("--bootstrap", type=_count, default=1000, metavar="N",
+    parser.add_argument("--bootstrap", type=whole_number(0), default=1000, metavar="N",
                         help="bootstrap resamples of the images (default 1000; 0: no "
                              "intervals or p-values)")
-    parser.add_argument("--seed", type=_count, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=whole_number(0), default=0,
+                        help="bootstrap seed (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="interval coverage (default 0.95)")
     parser.add_argument("--rank-by", default="map", metavar="map|mae|rmse|f1@D",
@@ -277,16 +277,6 @@ def add_parser(subparsers):
                         help="write a self-contained HTML report (needs matplotlib)")
     parser.set_defaults(func=run)
     return parser
-
-
-def _count(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got '{text}'")
-    return value
 
 
 def run(args):

@@ -63,11 +63,18 @@ def scaling_options(args):
             "knn_k": DEFAULT_KNN_K if args.knn_k is None else args.knn_k}
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got '{text}'")
-    return value
+def whole_number(minimum):
+    """An argparse type: a whole number >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, "
+                                             f"got '{text}'")
+        return value
+    return parse
+
+
+positive_int = whole_number(1)

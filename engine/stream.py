@@ -50,6 +50,7 @@ from .batch import SINGLE_CLASS, build_batch, check_normalize
 from .device import backend_for
 from .evaluate import Report, _check_options, _version, check_thresholds, evaluate, score_batch
 from .io import InputError
+from .options import scaling_options
 from .progress import Progress
 from .report import atomic_path, write_per_image
 
@@ -744,27 +745,20 @@ def evaluate_cli(args, per_image_path=None, matches_path=None):
     bar shows on a terminal."""
     options = dict(thresholds=args.thresholds, normalize=args.normalize, match=args.match,
                    score_threshold=args.score_threshold, device=args.device)
-    # Per-point scales (docs/scaled.md): engine.evaluate only, for now.
-    scales = {"radius": getattr(args, "radius_column", None)}
-    if getattr(args, "knn_k", None) is not None:
-        scales["knn_k"] = args.knn_k
-    # GAME and breakdowns (docs/counting.md) likewise.
-    extras = {name: getattr(args, name, None) for name in ("game", "breakdown", "bins")}
-    if args.workers is not None or args.scheduler \
-            or streams(args.gt, args.pred, args.shard_points):
+    scales = scaling_options(args)  # per-point scales (docs/scaled.md)
+    extras = {name: getattr(args, name) for name in ("game", "breakdown", "bins")}
+    distributed = args.workers is not None or args.scheduler
+    streamed = not distributed and streams(args.gt, args.pred, args.shard_points)
+    if distributed or streamed:  # these options are engine.evaluate's only, for now
         refuse_scales(args.normalize, scales["radius"])
-        counting.refuse_streamed(extras)
-        if matches_path:
-            raise InputError("--matches is not available for streamed or distributed inputs "
-                             "yet (dataset directories, more points than --shard-points, "
-                             "--workers, --scheduler)")
+        counting.refuse_streamed({**extras, "matches": matches_path})
     sharded = dict(per_image_path=per_image_path, scratch_dir=args.scratch_dir,
                    shard_points=args.shard_points, progress=None)
-    if args.workers is not None or args.scheduler:
+    if distributed:
         from .distributed import evaluate_distributed
         return evaluate_distributed(args.gt, args.pred, args.images, **options, **sharded,
                                     workers=args.workers, scheduler=args.scheduler)
-    if streams(args.gt, args.pred, args.shard_points):
+    if streamed:
         return evaluate_stream(args.gt, args.pred, args.images, **options, **sharded)
     report = evaluate(args.gt, args.pred, args.images, **options, **scales, **extras,
                       matches=matches_path is not None)

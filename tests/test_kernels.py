@@ -30,24 +30,34 @@ def groups(draw, max_points=9):
     return gx, gy, g_off, px, py, p_off, d
 
 
-def _group_xy(x, y, off, k):
+def group_xy(x, y, off, k):
     return np.column_stack([x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]])
+
+
+def assert_every_pair_within(cand, g_off, p_off, group_keys, limit):
+    """The candidate lists (cand_off, cand_gt, cand_key) hold, for each prediction, every
+    pair of its group with key <= limit, sorted by (key, gt); group_keys(k) gives the
+    reference key matrix (n_pred, n_gt) of group k."""
+    cand_off, cand_gt, cand_key = cand
+    for k in range(g_off.size - 1):
+        key = group_keys(k)
+        for i in range(key.shape[0]):
+            p = p_off[k] + i
+            expected = sorted((key[i, g], g_off[k] + g) for g in range(key.shape[1])
+                              if key[i, g] <= limit)
+            got = list(zip(cand_key[cand_off[p]:cand_off[p + 1]],
+                           cand_gt[cand_off[p]:cand_off[p + 1]]))
+            assert got == expected
 
 
 @SETTINGS
 @given(batch=groups())
 def test_candidates_are_every_pair_within_d_sorted_by_d2_then_gt(batch):
     gx, gy, g_off, px, py, p_off, d = batch
-    cand_off, cand_gt, cand_d2 = cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d)
-    for k in range(g_off.size - 1):
-        d2 = reference.pair_d2(_group_xy(px, py, p_off, k), _group_xy(gx, gy, g_off, k))
-        for i in range(d2.shape[0]):
-            p = p_off[k] + i
-            expected = sorted((d2[i, g], g_off[k] + g) for g in range(d2.shape[1])
-                              if d2[i, g] <= d * d)
-            got = list(zip(cand_d2[cand_off[p]:cand_off[p + 1]],
-                           cand_gt[cand_off[p]:cand_off[p + 1]]))
-            assert got == expected
+    assert_every_pair_within(
+        cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d), g_off, p_off,
+        lambda k: reference.pair_d2(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)),
+        d * d)
 
 
 def test_far_away_and_collinear_points_do_not_overflow_the_grid():
@@ -77,7 +87,7 @@ def _assert_knn_equals_reference(rule, batch, kept, score):
     match_gt, match_d2, is_tp = knn.match_groups(rule == "nearest", p_off, g_off, px, py,
                                                  gx, gy, kept, d, score, thresholds ** 2, True)
     for k in range(g_off.size - 1):
-        pred_xy, gt_xy = _group_xy(px, py, p_off, k), _group_xy(gx, gy, g_off, k)
+        pred_xy, gt_xy = group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)
         idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
         expected = reference.POLICIES[rule](pred_xy[idx], gt_xy, d)
         got = {j: (match_gt[p_off[k] + i] - g_off[k], match_d2[p_off[k] + i])

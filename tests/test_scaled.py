@@ -22,6 +22,7 @@ from engine.stream import evaluate_stream
 from kernels import reference, scaled
 from naive import evaluate as naive_evaluate
 from test_evaluate import assert_same, metrics
+from test_kernels import group_xy, assert_every_pair_within
 
 SETTINGS = settings(max_examples=30, deadline=None)
 RULES = ["greedy", "nearest", "hungarian"]
@@ -120,25 +121,15 @@ def groups(draw, max_points=8):
     return gx, gy, gr, g_off, px, py, p_off, tmax
 
 
-def _xy(x, y, off, k):
-    return np.column_stack([x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]])
-
-
 @settings(max_examples=50, deadline=None)
 @given(batch=groups())
 def test_pairs_are_every_pair_within_t_sorted_by_key_then_gt(batch):
     gx, gy, gr, g_off, px, py, p_off, tmax = batch
-    cand_off, cand_gt, cand_key = scaled.scaled_pairs(gx, gy, gr, g_off, px, py, p_off, tmax)
-    for k in range(g_off.size - 1):
-        key = reference.pair_key(_xy(px, py, p_off, k), _xy(gx, gy, g_off, k),
-                                 gr[g_off[k]:g_off[k + 1]])
-        for i in range(key.shape[0]):
-            p = p_off[k] + i
-            expected = sorted((key[i, g], g_off[k] + g) for g in range(key.shape[1])
-                              if key[i, g] <= tmax * tmax)
-            got = list(zip(cand_key[cand_off[p]:cand_off[p + 1]],
-                           cand_gt[cand_off[p]:cand_off[p + 1]]))
-            assert got == expected
+    assert_every_pair_within(
+        scaled.scaled_pairs(gx, gy, gr, g_off, px, py, p_off, tmax), g_off, p_off,
+        lambda k: reference.pair_key(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k),
+                                     gr[g_off[k]:g_off[k + 1]]),
+        tmax * tmax)
 
 
 def test_far_points_huge_radii_and_overflowing_reach():

@@ -248,7 +248,8 @@ def test_cli_entry_streams_directories(layouts, tmp_path):
     gt, pred = layouts["sorted"]
     args = Namespace(gt=gt, pred=pred, images=None, thresholds=[4.0, 8.0], normalize="none",
                      match="greedy", score_threshold=None, device="cpu", workers=None,
-                     scheduler=None, scratch_dir=None, shard_points=2_000_000)
+                     scheduler=None, scratch_dir=None, shard_points=2_000_000,
+                     radius_column=None, knn_k=None, game=None, breakdown=None, bins=None)
     assert streams(gt, pred) and not streams(gt + "/part-000.parquet", pred + "/part-000.parquet")
     out = tmp_path / "per_image.parquet"
     report = evaluate_cli(args, str(out))
