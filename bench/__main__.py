@@ -35,7 +35,7 @@ from bench import compare, data, peers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-THRESHOLDS = np.round(np.arange(1, 11) * 0.01, 10)  # the spec's default, as engine uses it
+THRESHOLDS = np.round(np.arange(1, 11) * 0.01, 10)  # the spec's default, as pointscore uses it
 TARGET_SECONDS, TARGET_RSS = 5.0, 2 * 1024**3  # NWPU scale, warm, on the 2-core reference machine
 
 
@@ -87,8 +87,8 @@ def parse_args(argv):
     if args.device != "cpu" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" and args.preset != "tiny":
         parser.error("under NUMBA_ENABLE_CUDASIM=1 the CUDA kernels run in Python: use --preset tiny")
     if args.device == "gpu":
-        from engine import InputError
-        from engine.device import backend_for
+        from pointscore import InputError
+        from pointscore.backends import backend_for
         try:
             backend_for("gpu")
         except InputError as exc:

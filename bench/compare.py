@@ -140,17 +140,17 @@ def run_peer(peer, tables, thresholds, n_images=None, budget=60.0, groups=None):
 
 
 def pointscore_seconds(tables, match="greedy", scores=True, device="cpu", repeats=3, min_time=1.0):
-    """Fastest in-process engine.evaluate (after a warm-up call) over at least
+    """Fastest in-process pointscore.evaluate (after a warm-up call) over at least
     ``repeats`` calls, more until they took min_time seconds (one call when the warm-up
     took over 5 s), on in-memory dicts; returns (seconds, summary)."""
-    import engine
+    import pointscore
 
     gt, pred, images = tables
     if not scores:
         pred = {k: v for k, v in pred.items() if k != "score"}
 
     def call():
-        return engine.evaluate(gt, pred, images, normalize="wh", match=match, device=device).summary
+        return pointscore.evaluate(gt, pred, images, normalize="wh", match=match, device=device).summary
 
     start = time.perf_counter()
     call()

@@ -10,9 +10,9 @@ directories ``gt/`` and ``pred/`` plus ``images.parquet``, so that the generator
 holds more than one block. Layouts:
 
 * sorted: rows in image-id order, one file per block (row groups of 256k rows): the
-  layout engine.stream reads with filtered reads, once;
+  layout pointscore reads with filtered reads, once;
 * scattered: the same rows with image ids given by a random permutation, so every row
-  group spans the whole id range and engine.stream partitions the data first.
+  group spans the whole id range and pointscore partitions the data first.
 
 Every run is the command line, ``pointscore evaluate --gt gt/ --pred pred/ --images
 images.parquet --normalize wh --json PATH``, in a process of its own, after a warm-up
@@ -72,7 +72,7 @@ def run_cli(gt, pred, images, extra=()):
     """`pointscore evaluate` in a process of its own: (seconds, peak RSS bytes, summary)."""
     with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as stderr:
         summary_path = os.path.join(out, "summary.json")
-        command = [sys.executable, "-m", "engine.cli", "evaluate", "--gt", gt, "--pred", pred,
+        command = [sys.executable, "-m", "pointscore", "evaluate", "--gt", gt, "--pred", pred,
                    "--images", images, "--normalize", "wh", "--json", summary_path, *extra]
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -3,7 +3,7 @@
     python -m bench.worker GT PRED IMAGES [--repeats N] [--match greedy] [--device cpu] [--no-scores]
 
 Reads the three tables from their files on every call (as the command line does), runs
-engine.evaluate(..., normalize="wh") ``repeats`` times (more with --min-time) and prints one JSON line:
+pointscore.evaluate(..., normalize="wh") ``repeats`` times (more with --min-time) and prints one JSON line:
 {"import_s", "times": [seconds per call], "map", "tp", "device"}.  The first call pays
 for loading (or, with an empty NUMBA_CACHE_DIR, compiling) the kernels.
 
@@ -32,7 +32,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    import engine
+    import pointscore
     import_s = time.perf_counter() - start
 
     pred = args.pred
@@ -44,7 +44,7 @@ def main(argv=None):
     # first have taken --min-time seconds: fast presets get a stable "fastest of"
     while len(times) < args.repeats or (sum(times[1:]) < args.min_time and len(times) < MAX_CALLS):
         start = time.perf_counter()
-        summary = engine.evaluate(args.gt, pred, args.images, normalize="wh", match=args.match,
+        summary = pointscore.evaluate(args.gt, pred, args.images, normalize="wh", match=args.match,
                                   device=args.device).summary
         times.append(time.perf_counter() - start)
     json.dump({"import_s": import_s, "times": times, "map": summary["map"], "tp": summary["micro"]["tp"],

@@ -1,11 +1,21 @@
 """pointscore: exact, fast scoring of point predictions.
 
-    import engine
-    report = engine.evaluate(gt, pred, images=None, thresholds=None, normalize="none",
-                             match="greedy", score_threshold=None, device="auto")
+    import pointscore
+    report = pointscore.evaluate("gt.parquet", "pred.parquet", thresholds=[4, 8])
+    report.summary     # the JSON-ready summary (docs/metrics.md)
+    report.per_image   # pyarrow.Table, one row per (image, class) with points
+    report.state       # MetricState: merge() states of disjoint image sets exactly
 """
-from .evaluate import DEFAULT_THRESHOLDS, Report, evaluate
-from .io import InputError
+from .errors import InputError
+from .evaluate import DEFAULT_SHARD_POINTS, evaluate, evaluate_distributed, evaluate_stream
+from .options import DEFAULT_THRESHOLDS, ScoringOptions
+from .pipeline import Report
+from .runners import DistributedError
 from .state import MetricState
+from .summary import SCHEMA_VERSION, package_version
 
-__all__ = ["evaluate", "Report", "MetricState", "InputError", "DEFAULT_THRESHOLDS"]
+__version__ = package_version()
+
+__all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "Report", "MetricState",
+           "ScoringOptions", "InputError", "DistributedError", "DEFAULT_THRESHOLDS",
+           "DEFAULT_SHARD_POINTS", "SCHEMA_VERSION", "__version__"]

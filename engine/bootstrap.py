@@ -5,7 +5,7 @@ The unit of resampling is the evaluated image, images without points included. W
 the n images in ascending id order, replicate r draws ``rng.integers(0, n, n)`` (the
 r-th such call on one ``rng = np.random.default_rng(seed)``); image i drawn w_i times
 makes the replicate dataset, in which it appears w_i times. Each replicate's metrics
-are exactly engine.evaluate's on that dataset, computed from per-image statistics:
+are exactly pointscore.evaluate's on that dataset, computed from per-image statistics:
 
 * MAE, RMSE: pooled over classes (total counts per image, kept predictions);
 * F1 per threshold: micro, from TP/FP/FN summed over the drawn images (1 when
@@ -28,16 +28,15 @@ import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit, prange
 
-from kernels.ap import EPS, RECALL_POINTS
+from pointscore.kernels.ap import RECALL_POINTS
+from pointscore.kernels.resample import sampled_precision
 
-from .io import InputError
+from .errors import InputError, option
 
 # Weights and sampled precisions held at once: replicates go in chunks of about this many
 # numbers, so memory does not grow with n_resamples.
 CHUNK_NUMBERS = 1 << 23
-BELOW_ONE = 1.0 - 2.0 ** -50
 
 
 def check_options(n_resamples, seed, confidence=None, allow_zero=False):
@@ -79,18 +78,21 @@ class ImageStats:
 
     def __init__(self, report):
         if report.per_image is None:
-            raise ValueError("the bootstrap needs report.per_image (a streamed run that "
-                             "wrote it to a file has none)")
+            raise InputError("the bootstrap needs report.per_image (a run that wrote it to "
+                             "a file has none)")
         table, state = report.per_image, report.state
         if not any(name.startswith("tp@") for name in table.column_names):
             raise InputError("bootstrap intervals need predicted points; for count-only "
-                             "predictions rank without them (--bootstrap 0)")
+                             f"predictions rank without them ({option('n_resamples')} 0)")
         ids = pc.unique(table.column("image_id"))
         self.image_ids = ids.take(pc.sort_indices(ids))
         self.n_t, self.n_c = state.thresholds.size, len(state.classes)
         self.has_scores = state.has_scores
         image = np.asarray(pc.index_in(table.column("image_id"), value_set=self.image_ids))
-        klass = np.asarray(pc.index_in(table.column("class"), value_set=pa.array(state.classes)))
+        # Images without any point have a row of class null, and no ground truth.
+        klass = pc.index_in(table.column("class"), value_set=pa.array(state.classes))
+        has_class = np.asarray(klass.is_valid())
+        klass = np.asarray(klass.fill_null(0))
         n = len(self.image_ids)
 
         def column(name):
@@ -106,7 +108,7 @@ class ImageStats:
         names = [f"{kind}@{d!r}" for kind in ("tp", "fp", "fn")
                  for d in state.thresholds.tolist()]
         gt_per_class = np.zeros((n, self.n_c), np.int64)
-        np.add.at(gt_per_class, (image, klass), gt)
+        np.add.at(gt_per_class, (image[has_class], klass[has_class]), gt[has_class])
         self.totals = np.column_stack([np.abs(error), error * error,
                                        *(per_image(column(name)) for name in names),
                                        gt_per_class])
@@ -189,111 +191,6 @@ def _micro_f1(tp, fp, fn):
     """F1 = 2tp / (2tp + fp + fn), 1 where that denominator is 0 (spec section 4)."""
     num, den = (2 * tp).astype(np.float64), (2 * tp + fp + fn).astype(np.float64)
     return np.divide(num, den, out=np.ones_like(num), where=den > 0)
-
-
-# -- AP of weighted replicates --------------------------------------------------------------
-
-@njit(cache=True)
-def _precision(tp, n):
-    """Precision after n predictions, tp of them true, as kernels/ap.py computes it."""
-    return tp / ((n - tp) + tp + EPS)
-
-
-@njit(cache=True)
-def _recall_steps(n_gt):
-    """need[k]: the fewest true positives whose recall tp / n_gt reaches recall point k,
-    by the very comparison the one-pass kernel makes (recall >= point)."""
-    need = np.empty(RECALL_POINTS.size, np.int64)
-    for k in range(RECALL_POINTS.size):
-        tp = min(int(RECALL_POINTS[k] * n_gt), n_gt)
-        while tp > 0 and (tp - 1) / n_gt >= RECALL_POINTS[k]:
-            tp -= 1
-        while tp / n_gt < RECALL_POINTS[k]:
-            tp += 1
-        need[k] = tp
-    return need
-
-
-@njit(cache=True)
-def _copies_before(image_weight, pred_image, positions, out):
-    """out[k]: the copies of the predictions before prediction positions[k]."""
-    copies = j = 0
-    for k in range(positions.size):
-        while j < positions[k]:
-            copies += image_weight[pred_image[j]]
-            j += 1
-        out[k] = copies
-
-
-@njit(cache=True)
-def _threshold_precision(copies_at, run_begin, run_end, need, out):
-    """One threshold: the interpolated precision at the recall points into out (101,).
-
-    As precision_at_recall_points_cpu, which keeps each stretch's maximum (the largest
-    precision between consecutive recall points) and takes maxima from each point on,
-    but looking only at the last copy of each run of true positives: false positives
-    lower precision without moving recall, and along true positives precision never
-    falls, so every other copy is outdone by a later one in its stretch or, when the
-    run reaches a recall point first, by one in a later stretch, which the maxima from
-    each point on take in too. A run [b, e) is copies_at[e] - copies_at[b] true
-    positives after copies_at[b] copies.
-    """
-    stretch_max = np.zeros(need.size)
-    reached, tp, best = 1, 0, 0.0  # recall point 0 is reached by the first prediction
-    for k in range(run_begin.size):
-        start = copies_at[run_begin[k]]
-        w = copies_at[run_end[k]] - start
-        if w == 0:
-            continue
-        tp += w
-        while reached < need.size and need[reached] <= tp:  # close the stretches left
-            stretch_max[reached - 1] = best
-            best = 0.0
-            reached += 1
-        n = start + w
-        # tp / n beats best only if tp > best * n; the margin outweighs the product's
-        # rounding, so a skipped division could never have raised best.
-        if tp > best * n * BELOW_ONE:
-            best = max(best, _precision(tp, n))
-    stretch_max[reached - 1] = best
-    envelope = 0.0
-    for r in range(reached - 1, -1, -1):
-        envelope = max(envelope, stretch_max[r])
-        out[r] = envelope
-
-
-@njit(cache=True)
-def _class_precision(image_weight, pred_image, positions, run_off, run_begin, run_end, n_gt,
-                     copies_at, out):
-    """One class in one replicate: interpolated precision (n_t, 101) into out, each
-    prediction taken image_weight[its image] times, its copies adjacent."""
-    _copies_before(image_weight, pred_image, positions, copies_at)
-    need = _recall_steps(n_gt)
-    for t in range(out.shape[0]):
-        runs = slice(run_off[t], run_off[t + 1])
-        _threshold_precision(copies_at, run_begin[runs], run_end[runs], need, out[t])
-
-
-@njit(parallel=True, cache=True)
-def sampled_precision(weights, pred_image, class_off, positions, position_off, run_begin,
-                      run_end, run_off, n_t, n_gt, n_blocks):
-    """Interpolated precision at the 101 recall points (m, n_c, n_t, 101) of m weighted
-    replicates (ImageStats' AP lists); zeros for a class without ground truth in a
-    replicate (left out later). Replicates go in n_blocks interleaved blocks, each
-    with one buffer."""
-    m, n_c = weights.shape[0], class_off.size - 1
-    out = np.zeros((m, n_c, n_t, RECALL_POINTS.size))
-    largest = np.max(np.diff(position_off)) if n_c else 0
-    for block in prange(n_blocks):
-        copies_at = np.empty(largest, np.int64)
-        for r in range(block, m, n_blocks):
-            for c in range(n_c):
-                if n_gt[r, c] > 0:
-                    at = positions[position_off[c]:position_off[c + 1]]
-                    _class_precision(weights[r], pred_image[class_off[c]:class_off[c + 1]],
-                                     at, run_off[c * n_t:(c + 1) * n_t + 1], run_begin,
-                                     run_end, n_gt[r, c], copies_at[:at.size], out[r, c])
-    return out
 
 
 # -- replicates, intervals, paired tests ----------------------------------------------------

@@ -12,8 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import cuda as kernels
+from pointscore.kernels import cuda as kernels
+from pointscore.kernels.rules import NEAREST, NO_RULE
 
+from .cpu import CpuBackend
 from .device import simulated
 
 THREADS = 128             # threads per block; a tile holds this many predictions
@@ -71,24 +73,27 @@ class GpuBackend:
         self.point_budget = point_budget or POINT_BUDGET
         self.pair_budget = pair_budget or PAIR_BUDGET
 
-    def match(self, batch, dmax, kept, nearest, d2_thresholds):
-        """Greedy (or nearest) matching at dmax, and with d2_thresholds COCO's AP
-        matching per threshold: (match_gt, match_d2, is_tp or None), as CpuBackend."""
+    def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None):
+        """As CpuBackend.match, bit for bit. Matching with per-point scales runs on the
+        CPU (CpuBackend)."""
+        if scales is not None:
+            return CpuBackend().match(batch, tmax, kept, rule, t2_thresholds, scales, lists)
         n_pred = batch.pred_off[-1]
         match_gt, match_d2 = np.full(n_pred, -1, np.int64), np.full(n_pred, np.inf)
-        is_tp = None if d2_thresholds is None else np.zeros((d2_thresholds.size, n_pred), bool)
-        for run in self._runs(batch, dmax):
+        is_tp = np.zeros((t2_thresholds.size, n_pred), bool)
+        for run in self._runs(batch, tmax):
             ps = slice(run.p0, run.p1)
-            m_gt, m_d2 = self._greedy(nearest, run, kept[ps])
-            match_gt[ps] = np.where(m_gt >= 0, m_gt + run.g0, -1)
-            match_d2[ps] = m_d2
-            if is_tp is not None:
-                is_tp[:, ps] = self._score_order(run, batch.pred_score[ps], d2_thresholds)
+            if rule != NO_RULE:
+                m_gt, m_d2 = self._greedy(rule == NEAREST, run, kept[ps])
+                match_gt[ps] = np.where(m_gt >= 0, m_gt + run.g0, -1)
+                match_d2[ps] = m_d2
+            if t2_thresholds.size:
+                is_tp[:, ps] = self._score_order(run, batch.pred_score[ps], t2_thresholds)
         return match_gt, match_d2, is_tp
 
     def candidates(self, batch, dmax):
-        """Every pair within dmax, as kernels.cpu.candidate_pairs returns them (for the
-        rules that need the full lists, and to check the pair kernels)."""
+        """Every pair within dmax, as kernels.candidates.pair_lists returns them (to
+        check the pair kernels)."""
         counts, cand_gt, cand_d2 = [np.zeros(1, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
         for run in self._runs(batch, dmax):
             counts.append(np.diff(self._to_host(run.cand_off)))
@@ -118,9 +123,9 @@ class GpuBackend:
     def _runs(self, batch, dmax):
         """Runs of groups within the point budget, each split further to stay within
         the pair budget once its pairs are counted; pairs per prediction are sorted by
-        (d², gt), as kernels.cpu.candidate_pairs lists them."""
+        (d², gt), as kernels.candidates.pair_lists lists them."""
         xp = self.xp
-        d2max = dmax * dmax  # as kernels.cpu computes it
+        d2max = dmax * dmax  # as the CPU kernels compute it
         point_counts = np.diff(batch.gt_off) + np.diff(batch.pred_off)
         for k0, k1 in _chunks(point_counts.size, (point_counts, self.point_budget)):
             g_base, p_base = batch.gt_off[k0], batch.pred_off[k0]

@@ -23,52 +23,30 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kernels.ap import RECALL_POINTS
+from pointscore.kernels.ap import RECALL_POINTS
 
-from .io import InputError
-from .report import _fmt, _umask
+from .errors import InputError, option
+from .outputs import report_directory_problem, umask
+from .terminal import fmt as _fmt
 
-MATPLOTLIB_MISSING = "--report needs matplotlib: pip install 'pointscore[plot]'"
-REPORT_FILES = {"index.html"}   # all a report directory holds: what may be replaced
+MATPLOTLIB_MISSING = f"{option('report')} needs matplotlib: pip install 'pointscore[plot]'"
 PANEL = (4.2, 3.6)              # inches per small-multiple panel, at 100 dpi
 MAX_COLUMNS = 3
 
 
 def write_report(directory, reports, comparison=None, worst=10):
-    """Write ``directory/index.html`` for ``reports`` (name -> engine.evaluate.Report,
+    """Write ``directory/index.html`` for ``reports`` (name -> pointscore.Report,
     all scored against the same ground truth); ``comparison`` is the JSON of a
     ``pointscore compare`` run, whose ranking, intervals and p-values are shown when
     given. ``worst`` images per submission are listed. Returns the page's path."""
     mpl = _matplotlib()
     if not reports:
-        raise InputError("--report: no submissions to report")
+        raise InputError(f"{option('report')}: no submissions to report")
     problem = report_directory_problem(directory)
     if problem:
         raise InputError(problem)
     _write_atomically(directory, _page(mpl, reports, comparison, worst))
     return os.path.join(directory, "index.html")
-
-
-def report_directory_problem(directory):
-    """Why ``directory`` cannot take a report, or None: checked before the work, not
-    after it. It must be new, empty or a previous report (only ``index.html``)."""
-    path = os.path.abspath(directory)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        return f"--report {directory}: directory {parent} does not exist"
-    if os.path.lexists(path) and not os.path.isdir(path):
-        return f"--report {directory}: exists and is not a directory"
-    if os.path.isdir(path):
-        try:
-            others = set(os.listdir(path)) - REPORT_FILES
-        except OSError as exc:
-            return f"--report {directory}: cannot read: {exc.strerror}"
-        if others:
-            return (f"--report {directory}: holds other files than a report "
-                    f"({', '.join(sorted(others)[:3])}); give a new or empty directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"--report {directory}: cannot write in {parent}"
-    return None
 
 
 def _matplotlib():
@@ -102,7 +80,7 @@ def _write_atomically(directory, text):
     except OSError as exc:
         raise InputError(f"--report {directory}: cannot write: {exc.strerror}") from None
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it owner-only; a report is shared
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it owner-only; a report is shared
         with open(os.path.join(tmp, "index.html"), "w", encoding="utf-8") as out:
             out.write(text)
         _swap_into_place(tmp, os.path.abspath(directory))
@@ -378,33 +356,26 @@ def _rates_section(mpl, reports):
 
 def _pooled(report, color):
     """Per image, summed over classes: ids, true and predicted counts and TP/FP/FN at the
-    middle threshold, ascending by id, and the plot colour; None without a per-image
-    table."""
-    if report.per_image is None:
-        return None
+    middle threshold, ascending by id, and the plot colour."""
     thresholds = report.summary["config"]["thresholds"]
-    d = thresholds[_middle(thresholds)]
-    columns = {"true": "gt_count", "pred": "pred_count",
-               "tp": f"tp@{d!r}", "fp": f"fp@{d!r}", "fn": f"fn@{d!r}"}
+    images = report.images
+    pooled = {"true": images.column("gt_count").to_numpy(),
+              "pred": images.column("pred_count").to_numpy(),
+              "image_id": images.column("image_id").to_pylist(),
+              "d": thresholds[_middle(thresholds)], "color": color}
     # Count-only predictions have counts and no matches.
-    columns = {k: c for k, c in columns.items() if c in report.per_image.column_names}
-    grouped = report.per_image.group_by("image_id") \
-        .aggregate([(c, "sum") for c in columns.values()]).sort_by("image_id")
-    pooled = {key: grouped[f"{c}_sum"].to_numpy() for key, c in columns.items()}
-    pooled["image_id"] = grouped["image_id"].to_pylist()
-    pooled["d"] = d
-    pooled["color"] = color
+    for key in ("tp", "fp", "fn"):
+        if key in images.column_names:
+            pooled[key] = images.column(key).to_numpy()
     return pooled
 
 
 def _per_image_sections(mpl, pooled, worst):
-    """Counts, density and worst images for the submissions with per-image rows; a note,
-    said once, for each without."""
-    notes = [_note(f"{name}: no per-image table in this report (a streamed run wrote it to "
-                   "a file), so it is left out of the per-image figures and worst images.")
-             if p is None else _note(f"{name}: no images, so no per-image figures.")
-             for name, p in pooled.items() if p is None or not len(p["true"])]
-    shown = {name: p for name, p in pooled.items() if p is not None and len(p["true"])}
+    """Counts, density and worst images for the submissions with images; a note, said
+    once, for each without."""
+    notes = [_note(f"{name}: no images, so no per-image figures.")
+             for name, p in pooled.items() if not len(p["true"])]
+    shown = {name: p for name, p in pooled.items() if len(p["true"])}
     if not shown:
         return "\n".join(["<h2 id=per-image>Per-image figures</h2>", *notes])
     return "\n".join([_counts_section(mpl, shown, notes), _density_section(mpl, shown),

@@ -1,80 +1,195 @@
-"""Command-line options shared by the subcommands that score (evaluate, compare)."""
-import argparse
+"""The scoring options, checked once: every entry point (evaluate, streamed and
+distributed runs, compare, the training-loop metric) builds one ``ScoringOptions``
+and every step reads it. A new option is one field here."""
 import math
+from dataclasses import asdict, dataclass, fields
 
-from .batch import NORMALIZE
-from .device import DEVICES
-from .evaluate import MATCH
-from .io import InputError
-from .scaled import DEFAULT_KNN_K
+import numpy as np
 
+from .errors import InputError, option, shown
+
+DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 10) for i in range(1, 11))
+MATCH = ("greedy", "nearest", "hungarian")
+# 'knn': coordinates stay as they are; each gt gets its own scale (docs/scaled.md).
+NORMALIZE = ("none", "wh", "diag", "knn")
+DEVICES = ("auto", "cpu", "gpu")
+BREAKDOWNS = ("count", "density")
+# Upper edges of right-closed bins; the first bin is [0, 0]: images with nothing to count.
+DEFAULT_BINS = (0.0, 100.0, 500.0, 5000.0)  # NWPU-Crowd's scene levels S0-S4
+DEFAULT_KNN_K = 3
+MAX_GAME_LEVEL = 3
 MAX_THRESHOLDS = 10_000
 
 
-def parse_thresholds(text):
-    """'start:stop:step' (stop included within half a step) or 'a,b,c'."""
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How predictions are scored (see docs/metrics.md, docs/scaled.md and
+    docs/counting.md for each).
+
+    Attributes
+    ----------
+    thresholds : tuple of float
+        Distance thresholds d, sorted and distinct, each finite and > 0.
+    normalize : {'none', 'wh', 'diag', 'knn'}
+        Coordinate units of the thresholds.
+    match : {'greedy', 'nearest', 'hungarian'}
+        The one-to-one matching rule of the operating point.
+    score_threshold : float or None
+        Predictions with ``score >= score_threshold`` are kept at the operating point.
+    device : {'auto', 'cpu', 'gpu'}
+        Where the kernels run.
+    radius : str or None
+        A ground-truth column of per-point scales (thresholds in its units).
+    knn_k : int
+        Neighbours of ``normalize='knn'``.
+    game : int or None
+        Highest GAME level.
+    breakdown : {'count', 'density'} or None
+        Metrics per bin of true count or density.
+    bins : tuple of float or None
+        Upper bin edges of ``breakdown``.
+    """
+    thresholds: tuple = DEFAULT_THRESHOLDS
+    normalize: str = "none"
+    match: str = "greedy"
+    score_threshold: float = None
+    device: str = "auto"
+    radius: str = None
+    knn_k: int = DEFAULT_KNN_K
+    game: int = None
+    breakdown: str = None
+    bins: tuple = None
+
+    @classmethod
+    def create(cls, thresholds=None, normalize="none", match="greedy", score_threshold=None,
+               device="auto", radius=None, knn_k=DEFAULT_KNN_K, game=None, breakdown=None,
+               bins=None):
+        """Check every option (one line per problem) and return them, normalised.
+
+        Raises
+        ------
+        InputError
+            When an option is not of the documented kind or range.
+        """
+        problems = []
+        thresholds = _thresholds(thresholds, problems)
+        _choice("normalize", normalize, NORMALIZE, problems)
+        _choice("match", match, MATCH, problems)
+        _choice("device", device, DEVICES, problems)
+        if score_threshold is not None:
+            value = _number(score_threshold)
+            if value is None or not math.isfinite(value):
+                problems.append(f"{option('score_threshold')} must be a finite number, got "
+                                f"{shown(score_threshold)}")
+            else:
+                score_threshold = value
+        if radius is not None and not (isinstance(radius, str) and radius):
+            problems.append(f"{option('radius')} must be the name of a ground-truth column, "
+                            f"got {shown(radius)}")
+        elif radius is not None and normalize != "none":
+            problems.append(f"{option('radius')} {shown(radius)} is each ground-truth point's "
+                            f"own scale: use it with {option('normalize')} 'none', got "
+                            f"{option('normalize')} {shown(normalize)}")
+        if not _whole(knn_k) or knn_k < 1:
+            problems.append(f"{option('knn_k')} must be a whole number >= 1, got {shown(knn_k)}")
+        if game is not None and (not _whole(game) or not 0 <= game <= MAX_GAME_LEVEL):
+            problems.append(f"{option('game')} must be a whole number from 0 to "
+                            f"{MAX_GAME_LEVEL}, got {shown(game)}")
+        if breakdown is not None:
+            _choice("breakdown", breakdown, BREAKDOWNS, problems)
+        if bins is not None and breakdown is None:
+            problems.append(f"{option('bins')} needs a {option('breakdown')} ('count' or "
+                            "'density')")
+        edges = None
+        if breakdown is not None:
+            edges = DEFAULT_BINS if bins is None else _edges(bins, problems)
+        if problems:
+            raise InputError(problems)
+        return cls(tuple(thresholds), normalize, match, score_threshold, device, radius,
+                   int(knn_k), None if game is None else int(game), breakdown, edges)
+
+    @property
+    def scaled(self):
+        """Thresholds are multiples of a scale per ground-truth point."""
+        return self.radius is not None or self.normalize == "knn"
+
+    @property
+    def threshold_array(self):
+        return np.array(self.thresholds, np.float64)
+
+    def scoring(self):
+        """Everything that decides the numbers (all but the device): states scored
+        with different scoring options never merge."""
+        return {k: v for k, v in asdict(self).items() if k != "device"}
+
+    def config(self, device):
+        """The summary's ``config``: the spec's keys, and those of options in use."""
+        out = {"thresholds": list(self.thresholds), "match": self.match,
+               "normalize": self.normalize, "score_threshold": self.score_threshold,
+               "device": device, "ap_interpolation": "coco101"}
+        if self.radius is not None:
+            out["radius"] = self.radius
+        if self.normalize == "knn":
+            out["knn_k"] = self.knn_k
+        return out
+
+    def replace(self, **changes):
+        """These options with some changed, checked again."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        if values["breakdown"] is None:
+            values["bins"] = None
+        return ScoringOptions.create(**values)
+
+
+def _number(value):
+    """A real number as a float (an int beyond the float range as inf), else None:
+    bools and text are not numbers here."""
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
     try:
-        if ":" in text:
-            start, stop, step = (float(v) for v in text.split(":"))
-            if not (math.isfinite(start) and math.isfinite(stop) and step > 0
-                    and stop >= start):
-                raise InputError(f"--thresholds: start:stop:step needs finite start <= stop "
-                                 f"and step > 0, got '{text}'")
-            n = (stop - start) / step + 0.5  # may be inf for a tiny step
-            if n >= MAX_THRESHOLDS:
-                raise InputError(f"--thresholds: '{text}' gives more than {MAX_THRESHOLDS} "
-                                 "thresholds")
-            n = int(n)
-            values = [round(start + i * step, 10) for i in range(n + 1)]
-        else:
-            values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InputError(f"--thresholds: expected start:stop:step or a,b,c with numbers, "
-                         f"got '{text}'") from None
-    if any(not 0 < v < math.inf for v in values):
-        raise InputError(f"--thresholds: every threshold must be finite and > 0, got '{text}'")
-    return sorted(set(values))
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
-def add_scoring_arguments(parser, images_help):
-    """engine.evaluate's scoring options, for every subcommand that scores."""
-    parser.add_argument("--images", help=images_help)
-    parser.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
-                        help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
-    parser.add_argument("--normalize", choices=NORMALIZE, default="none",
-                        help="knn: thresholds in units of each gt's mean distance to its "
-                             "--knn-k nearest gts (docs/scaled.md)")
-    parser.add_argument("--radius-column", metavar="NAME",
-                        help="a gt column of per-point scales (e.g. NWPU's sigma_l): match "
-                             "when distance <= threshold * radius (docs/scaled.md)")
-    parser.add_argument("--knn-k", type=positive_int, metavar="K",
-                        help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
-    parser.add_argument("--match", choices=MATCH, default="greedy")
-    parser.add_argument("--score-threshold", type=float, default=None,
-                        help="keep predictions with score >= S at the operating point")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
+def _whole(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def scaling_options(args):
-    """engine.evaluate's radius and knn_k from the scoring options."""
-    if args.knn_k is not None and args.normalize != "knn":
-        raise InputError("usage error: --knn-k applies to --normalize knn only")
-    return {"radius": args.radius_column,
-            "knn_k": DEFAULT_KNN_K if args.knn_k is None else args.knn_k}
+def _choice(name, value, choices, problems):
+    if not (isinstance(value, str) and value in choices):
+        problems.append(f"{option(name)} must be one of {', '.join(choices)}, got "
+                        f"{shown(value)}")
 
 
-def whole_number(minimum):
-    """An argparse type: a whole number >= minimum."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, "
-                                             f"got '{text}'")
-        return value
-    return parse
+def _thresholds(thresholds, problems):
+    """Sorted, distinct, finite and > 0; the default when None."""
+    if thresholds is None:
+        return list(DEFAULT_THRESHOLDS)
+    items = np.asarray(thresholds, dtype=object).ravel()
+    if items.size > MAX_THRESHOLDS:
+        problems.append(f"{option('thresholds')}: at most {MAX_THRESHOLDS} thresholds, got "
+                        f"{items.size}")
+        return []
+    items = items.tolist()
+    values = [_number(v) for v in items]
+    bad = [shown(v) for v, f in zip(items, values) if f is None or not 0 < f < math.inf]
+    if bad or not items:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        problems.append(f"{option('thresholds')} must be finite numbers > 0, got "
+                        + (", ".join(bad[:5]) + more if bad else "none"))
+        return []
+    return np.unique(np.array(values)).tolist()
 
 
-positive_int = whole_number(1)
+def _edges(bins, problems):
+    items = np.asarray(bins, dtype=object).ravel().tolist()
+    values = [_number(v) for v in items]
+    if not items or any(v is None for v in values) or not np.isfinite(values).all() \
+            or (np.asarray(values) < 0).any() or (np.diff(values) <= 0).any():
+        problems.append(f"{option('bins')} must be finite, increasing numbers >= 0 (the upper "
+                        f"edges of the bins), got {shown(bins)}")
+        return None
+    return tuple(values)

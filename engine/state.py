@@ -1,193 +1,221 @@
-"""Metric state: sufficient statistics that merge exactly, and the metrics from them.
+"""Metric state: the sufficient statistics of a scored set of images, merging exactly.
 
-Counts are integer sums; float sums (distances, NAE terms) are exact accumulators, so
-``merge`` is associative and commutative to the last bit. AP keeps every prediction's
-(score, is-TP per threshold) as sorted runs: each run holds the predictions of a set
-of images in (image id, row) order, ``merge`` only appends runs, and ``compute`` lays
-them out in (image id, row) order once before the stable score sort, so ties between
-equal scores break the same way however the images were split. Nothing is ever an
-average of averages.
+Every field is declared once in ``FIELDS`` with its reduction (engine.fields): counts
+are integer sums, float sums (distances, count errors, NAE terms) exact accumulators,
+and AP keeps every prediction's (score, is-TP per threshold) as sorted runs of
+(image id, row) order that a merge only appends. So ``merge`` is associative and
+commutative to the last bit, and nothing is ever an average of averages. States over
+the same image twice, or scored with different options, refuse to merge.
 """
-import math
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels.ap import RECALL_POINTS, pack_tp, precision_at_recall_points, unpack_tp
-from kernels.exact import ExactSums
+from pointscore.kernels.ap import RECALL_POINTS, precision_at_recall_points
 
+from . import fields
+from .errors import InputError, shown
+from .fields import EXACT, RUNS, SUM, ApRun, Field
+from .summary import summarize
 
-@dataclass
-class ApRun:
-    """One class's predictions from a set of images, in (image id, row) order."""
-    image_ids: pa.Array    # distinct, ascending
-    counts: np.ndarray     # predictions per image
-    score: np.ndarray      # (n,)
-    tp_bits: np.ndarray    # (n, words): kernels.ap.pack_tp of is-TP per threshold
-    n_thresholds: int
-
-    @property
-    def id_type(self):
-        return self.image_ids.type
-
-    @property
-    def is_tp(self):
-        """(n, n_thresholds) bool."""
-        return unpack_tp(self.tp_bits, self.n_thresholds)
+STATE_VERSION = 1
+FIELDS = (
+    # per class
+    Field("gt_points", SUM),
+    Field("pred_points", SUM),               # every predicted point, kept or not
+    Field("tp", SUM, "t"),
+    Field("fp", SUM, "t"),
+    Field("fn", SUM, "t"),
+    Field("dist", EXACT, "t"),               # distances of TP pairs
+    Field("pred_count", EXACT),              # kept predictions (or predicted counts)
+    Field("abs_err", EXACT),                 # per image |predicted - true count| ...
+    Field("sq_err", EXACT),                  # ... its square,
+    Field("nae", EXACT),                     # |error| / true where true > 0,
+    Field("nae_images", SUM),                # and the images that have true > 0
+    Field("game", SUM, "l"),                 # GAME(l) cell errors summed over images
+    Field("ap", RUNS),
+    # pooled over classes (counts summed per image)
+    Field("pooled_abs", EXACT, per_class=False),
+    Field("pooled_sq", EXACT, per_class=False),
+    Field("pooled_nae", EXACT, per_class=False),
+    Field("pooled_nae_images", SUM, per_class=False),
+    Field("game_pooled", SUM, "l", per_class=False),
+    # per breakdown bin (pooled over classes)
+    Field("bin_images", SUM, "b", per_class=False),
+    Field("bin_gt", SUM, "b", per_class=False),
+    Field("bin_pred", EXACT, "b", per_class=False),
+    Field("bin_abs", EXACT, "b", per_class=False),
+    Field("bin_sq", EXACT, "b", per_class=False),
+    Field("bin_nae", EXACT, "b", per_class=False),
+    Field("bin_nae_images", SUM, "b", per_class=False),
+    Field("bin_tp", SUM, "bt", per_class=False),
+    Field("bin_fp", SUM, "bt", per_class=False),
+    Field("bin_fn", SUM, "bt", per_class=False),
+)
+BY_NAME = {f.name: f for f in FIELDS}
+SAMPLER_HINT = ("each image may be scored once; a distributed sampler that pads its last "
+                "batch by repeating images does this")
 
 
 class MetricState:
-    """Per class c and threshold t: tp/fp/fn, distance sums, counting sums, AP lists.
+    """The sufficient statistics of the scored images (see the module doc).
 
-    Counting sums have one row per class plus a last, pooled row (counts summed over
-    classes per image).
+    Parameters
+    ----------
+    options : ScoringOptions
+        How the images were scored; states merge only with equal scoring options.
+    classes : list
+        Class values, ascending.
+    has_scores : bool
+        Whether the predictions had scores (AP lists are kept).
+    count_only : False, 'integer' or 'float'
+        Whether the predictions were per-image counts (no localisation metrics), and
+        of which kind.
     """
 
-    def __init__(self, thresholds, classes, has_scores):
-        self.thresholds = np.asarray(thresholds, np.float64)
+    def __init__(self, options, classes, has_scores, count_only=False):
+        self.options = options
         self.classes = list(classes)
-        self.has_scores = has_scores
-        n_c, n_t = len(self.classes), self.thresholds.size
-        self.n_images = 0
-        self.gt_points = np.zeros(n_c, np.int64)
-        self.pred_points = np.zeros(n_c, np.int64)
-        self.tp = np.zeros((n_c, n_t), np.int64)
-        self.fp = np.zeros((n_c, n_t), np.int64)
-        self.fn = np.zeros((n_c, n_t), np.int64)
-        self.dist = ExactSums(n_c * n_t)
-        self.abs_err = np.zeros(n_c + 1, np.int64)
-        self.sq_err = np.zeros(n_c + 1, np.int64)
-        self.nae = ExactSums(n_c + 1)
-        self.nae_images = np.zeros(n_c + 1, np.int64)
-        self.ap_runs = [[] for _ in self.classes]  # per class: non-empty ApRuns
+        self.has_scores = bool(has_scores)
+        self.count_only = count_only or False
+        self.image_runs = []  # sorted pa.Arrays of the scored image ids, disjoint
+        self.values = {f.name: fields.zeros(f, self._shape(f)) for f in FIELDS}
 
-    # -- update ---------------------------------------------------------------------------
-    def add_counts(self, n_images, gt_count, kept_count, all_count, group_tp):
-        """Counts per group (image-major, class-minor): gt, kept and all predictions,
-        and tp per threshold (n_groups, n_t)."""
-        n_c = len(self.classes)
-        self.n_images += n_images
-        gt = gt_count.reshape(n_images, n_c)
-        kept = kept_count.reshape(n_images, n_c)
-        self.gt_points += gt.sum(axis=0)
-        self.pred_points += all_count.reshape(n_images, n_c).sum(axis=0)
-        tp = group_tp.reshape(n_images, n_c, self.thresholds.size).sum(axis=0)
-        self.tp += tp
-        self.fp += kept.sum(axis=0)[:, None] - tp
-        self.fn += gt.sum(axis=0)[:, None] - tp
-        true = np.concatenate([gt, gt.sum(axis=1, keepdims=True)], axis=1)
-        err = np.concatenate([kept, kept.sum(axis=1, keepdims=True)], axis=1) - true
-        self.abs_err += np.abs(err).sum(axis=0)
-        self.sq_err += (err * err).sum(axis=0)
-        has_true = true > 0
-        self.nae_images += has_true.sum(axis=0)
-        column = np.broadcast_to(np.arange(n_c + 1), true.shape)
-        self.nae.add(column[has_true], np.abs(err[has_true]) / true[has_true])
+    # -- shape ------------------------------------------------------------------------
+    @property
+    def thresholds(self):
+        return np.array(self.options.thresholds, np.float64)
 
-    def add_distances(self, keys, distances, running):
-        """Distances of TP pairs keyed class * n_t + t. With ``running`` a pair counts
-        at its key's threshold and every larger one (monotone matching rules)."""
-        n_t = self.thresholds.size
-        sums = ExactSums(len(self.classes) * n_t)
-        sums.add(keys, distances)
-        if running:
-            sums.cumulate_rows(n_t)
-        self.dist.merge(sums)
+    def _size(self, axis):
+        if axis == "t":
+            return len(self.options.thresholds)
+        if axis == "l":
+            return 0 if self.options.game is None else self.options.game + 1
+        return 0 if self.options.bins is None else len(self.options.bins) + 1
 
-    def add_ap_lists(self, class_of_pred, image_of_pred, image_ids, score, is_tp):
-        """Every prediction's score and is_tp per threshold (n_t, n), in (image, row)
-        order; image_of_pred indexes the ascending ``image_ids``."""
-        for c in range(len(self.classes)):
-            mine = np.flatnonzero(class_of_pred == c)
-            if mine.size:
-                images, counts = np.unique(image_of_pred[mine], return_counts=True)
-                self.ap_runs[c].append(ApRun(image_ids.take(pa.array(images)), counts,
-                                             score[mine], pack_tp(is_tp[:, mine]),
-                                             self.thresholds.size))
+    def _shape(self, field, n_classes=None):
+        lead = (len(self.classes) if n_classes is None else n_classes,) if field.per_class else ()
+        return lead + tuple(self._size(axis) for axis in field.axes)
 
-    # -- merge ----------------------------------------------------------------------------
-    def merge(self, other):
-        """Fold another state (over disjoint images) into this one, exactly."""
-        if not np.array_equal(self.thresholds, other.thresholds):
-            raise ValueError("cannot merge states computed at different thresholds")
-        if self.has_scores != other.has_scores:
-            raise ValueError("cannot merge states with and without scores")
-        self._check_id_types(other)
-        for value in sorted(set(other.classes) - set(self.classes)):
-            self._add_class(value)
-        at = np.array([self.classes.index(v) for v in other.classes], np.int64)
-        pooled = len(self.classes)
-        rows = np.append(at, pooled)
-        self.n_images += other.n_images
-        self.gt_points[at] += other.gt_points
-        self.pred_points[at] += other.pred_points
-        for name in ("tp", "fp", "fn"):
-            getattr(self, name)[at] += getattr(other, name)
-        for name in ("abs_err", "sq_err", "nae_images"):
-            getattr(self, name)[rows] += getattr(other, name)
-        n_t = self.thresholds.size
-        dist_keys = (at[:, None] * n_t + np.arange(n_t)).ravel()
-        _merge_exact(self.dist, other.dist, dist_keys)
-        _merge_exact(self.nae, other.nae, rows)
-        for src, dst in enumerate(at):
-            self.ap_runs[dst] = self.ap_runs[dst] + other.ap_runs[src]
-        return self
+    def __getitem__(self, name):
+        return self.values[name]
 
-    def _check_id_types(self, other):
-        """Image ids of both states share a type (a state without predictions has no say)."""
-        types = {run.id_type for runs in self.ap_runs + other.ap_runs for run in runs}
+    @property
+    def n_images(self):
+        return sum(len(run) for run in self.image_runs)
+
+    @property
+    def image_ids(self):
+        """The scored image ids, ascending."""
+        if not self.image_runs:
+            return pa.array([], pa.int64())
+        ids = pa.concat_arrays(self.image_runs)
+        return ids.take(pc.sort_indices(ids)) if len(self.image_runs) > 1 else ids
+
+    @property
+    def gt_points(self):
+        return self.values["gt_points"]
+
+    # -- update -----------------------------------------------------------------------
+    def add_images(self, ids):
+        """Record the scored images (sorted ids), refusing any already recorded."""
+        if len(ids):
+            self._check_disjoint(self.image_runs, [ids])
+            self.image_runs.append(ids)
+
+    def add(self, name, values, classes=None, keys=None):
+        """Add values into a field: into the flat ``keys`` of the field when given,
+        else into the rows of the class indices ``classes`` (repeats allowed) of a
+        per-class field, else into the whole field, elementwise."""
+        field, target = BY_NAME[name], self.values[name]
+        values = np.asarray(values)
+        if keys is None and classes is not None:
+            width = int(np.prod(self._shape(field)[1:], dtype=np.int64))
+            keys = (np.asarray(classes, np.int64)[:, None] * width + np.arange(width)).ravel()
+        if keys is None:
+            keys = np.arange(values.size)
+        if field.reduce == SUM:
+            np.add.at(target.reshape(-1), np.asarray(keys, np.int64), values.reshape(-1))
+        else:
+            target.add(keys, values.reshape(-1))
+
+    def add_ap_runs(self, runs):
+        """Append one ApRun per class (None where a class has no predictions)."""
+        for c, run in enumerate(runs):
+            if run is not None:
+                self.values["ap"][c].append(run)
+
+    # -- merge --------------------------------------------------------------------------
+    def merge(self, *others):
+        """A new state of these states' images together; the inputs are unchanged.
+
+        Raises
+        ------
+        InputError
+            When the states were scored with other options, have an image in common,
+            or their image ids differ in type.
+        """
+        out = self
+        for other in others:
+            out = out._merged(other)
+        return out
+
+    def _merged(self, other):
+        if self.options.scoring() != other.options.scoring():
+            differ = sorted(k for k, v in self.options.scoring().items()
+                            if other.options.scoring()[k] != v)
+            raise InputError(f"cannot merge states scored with different options "
+                             f"({', '.join(differ)})")
+        for what in ("has_scores", "count_only"):
+            if getattr(self, what) != getattr(other, what):
+                kind = "with and without scores" if what == "has_scores" \
+                    else "of count-only and of point predictions"
+                raise InputError(f"cannot merge states {kind}")
+        self._check_disjoint(self.image_runs, other.image_runs)
+        classes = _union(self.classes, other.classes)
+        out = MetricState(self.options, classes, self.has_scores, self.count_only)
+        out.image_runs = self.image_runs + other.image_runs
+        mine = np.searchsorted(np.array(classes, dtype=object), self.classes) \
+            if self.classes else np.zeros(0, np.int64)
+        theirs = np.searchsorted(np.array(classes, dtype=object), other.classes) \
+            if other.classes else np.zeros(0, np.int64)
+        for f in FIELDS:
+            a = fields.aligned(f, self.values[f.name], mine, len(classes))
+            b = fields.aligned(f, other.values[f.name], theirs, len(classes))
+            out.values[f.name] = fields.merged(f, a, b)
+        return out
+
+    @staticmethod
+    def _check_disjoint(runs, new_runs):
+        every = [r for r in runs + new_runs if len(r)]
+        types = {str(r.type) for r in every}
         if len(types) > 1:
-            raise ValueError("cannot merge states whose image ids differ in type: "
-                             + ", ".join(sorted(map(str, types))))
+            raise InputError("cannot merge states whose image ids differ in type: "
+                             + ", ".join(sorted(types)))
+        if len(every) < 2:
+            return
+        lows = [r[0].as_py() for r in every]
+        order = sorted(range(len(every)), key=lambda i: lows[i])
+        high = every[order[0]][-1].as_py()
+        for i in order[1:]:
+            if lows[i] <= high:  # ranges overlap: look at the ids themselves
+                ids = pa.concat_arrays(every)
+                counts = pc.value_counts(ids)
+                twice = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+                if len(twice):
+                    raise InputError(f"image {shown(twice[0].as_py())} is scored twice "
+                                     f"({len(twice)} images are): {SAMPLER_HINT}")
+                return
+            high = max(high, every[i][-1].as_py())
 
-    def _add_class(self, value):
-        """Insert an empty class, keeping classes sorted."""
-        c = int(np.searchsorted(np.array(self.classes, dtype=object), value)) \
-            if self.classes else 0
-        n_t = self.thresholds.size
-        self.classes.insert(c, value)
-        for name in ("gt_points", "pred_points", "abs_err", "sq_err", "nae_images"):
-            setattr(self, name, np.insert(getattr(self, name), c, 0, axis=0))
-        for name in ("tp", "fp", "fn"):
-            setattr(self, name, np.insert(getattr(self, name), c, 0, axis=0))
-        for sums, key, width in ((self.dist, c * n_t, n_t), (self.nae, c, 1)):
-            sums.partials = np.insert(sums.partials, [key] * width, 0.0, axis=0)
-            sums.counts = np.insert(sums.counts, [key] * width, 0)
-        self.ap_runs.insert(c, [])
-
-    # -- compute --------------------------------------------------------------------------
-    def average_precision(self, xp=np):
-        """AP per class and threshold (NaN for a class without ground truth)."""
-        return self.interpolated_precision(xp).mean(axis=2)
-
-    def interpolated_precision(self, xp=np):
-        """COCO's interpolated precision at the 101 recall points
-        ``kernels.ap.RECALL_POINTS``, per class and threshold: (n_classes, n_t, 101),
-        NaN for a class without ground truth (and everywhere without scores). AP is
-        its mean over the last axis; plotted against the recall points it is the PR
-        curve."""
-        n_t = self.thresholds.size
-        sampled = np.full((len(self.classes), n_t, RECALL_POINTS.size), np.nan)
-        if not self.has_scores:
-            return sampled
-        for c in range(len(self.classes)):
-            if self.gt_points[c] == 0:
-                continue
-            run = self.ap_lists(c) or self._no_predictions()
-            sampled[c] = precision_at_recall_points(xp, run.tp_bits, n_t,
-                                                    _descending_order(run.score),
-                                                    int(self.gt_points[c]))
-        return sampled
-
+    # -- AP ---------------------------------------------------------------------------------
     def ap_lists(self, c):
         """Class c's AP lists as one ApRun in (image id, row) order (kept, so that the
-        layout happens once); None when the class has no predictions. Runs are copied out one
-        at a time and let go, so the lists are held about once, not twice."""
-        runs = sorted(self.ap_runs[c], key=lambda run: run.image_ids[0].as_py())
+        layout happens once); None when the class has no predictions. Runs are copied
+        out one at a time and let go, so the lists are held about once, not twice."""
+        runs = sorted(self.values["ap"][c], key=lambda run: run.image_ids[0].as_py())
         if len(runs) > 1:
-            self.ap_runs[c] = []
+            self.values["ap"][c] = []
             ids = pa.concat_arrays([run.image_ids for run in runs])
             counts = np.concatenate([run.counts for run in runs])
             score = np.empty(int(counts.sum()))
@@ -206,52 +234,86 @@ class MetricState:
                 rows = np.repeat(starts[by_image] - (np.cumsum(counts) - counts), counts) \
                     + np.arange(counts.sum())
                 ids, score, tp_bits = ids.take(pa.array(by_image)), score[rows], tp_bits[rows]
-            self.ap_runs[c] = [ApRun(ids, counts, score, tp_bits, self.thresholds.size)]
-        return self.ap_runs[c][0] if self.ap_runs[c] else None
+            self.values["ap"][c] = [ApRun(ids, counts, score, tp_bits, len(self.thresholds))]
+        return self.values["ap"][c][0] if self.values["ap"][c] else None
 
-    def _no_predictions(self):
-        n_t = self.thresholds.size
-        return ApRun(None, None, np.zeros(0), pack_tp(np.zeros((n_t, 0), bool)), n_t)
+    def interpolated_precision(self, xp=np):
+        """COCO's interpolated precision at the 101 recall points
+        ``kernels.ap.RECALL_POINTS``, per class and threshold: (n_classes, n_t, 101),
+        NaN for a class without ground truth (and everywhere without scores). AP is
+        its mean over the last axis; plotted against the recall points it is the PR
+        curve."""
+        n_t = len(self.thresholds)
+        sampled = np.full((len(self.classes), n_t, RECALL_POINTS.size), np.nan)
+        if not self.has_scores:
+            return sampled
+        for c in range(len(self.classes)):
+            if self.gt_points[c] == 0:
+                continue
+            run = self.ap_lists(c) or ApRun.empty(n_t)
+            sampled[c] = precision_at_recall_points(xp, run.tp_bits, n_t,
+                                                    _descending_order(run.score),
+                                                    int(self.gt_points[c]))
+        return sampled
 
-    def compute(self, xp=np):
-        """The metric part of the summary (spec section 7), JSON-ready."""
-        n_t = self.thresholds.size
-        dist = self.dist.totals().reshape(len(self.classes), n_t)
-        nae = self.nae.totals()
-        ap = self.average_precision(xp)
-        counting = [_counting(self.abs_err[r], self.sq_err[r], nae[r], self.nae_images[r],
-                              self.n_images) for r in range(len(self.classes) + 1)]
-        micro_tp, micro_fp, micro_fn = self.tp.sum(0), self.fp.sum(0), self.fn.sum(0)
-        micro_dist = _exact_column_totals(self.dist, len(self.classes), n_t)
-        rates = [_rates(self.tp[c], self.fp[c], self.fn[c]) for c in range(len(self.classes))]
-        scored = self.gt_points > 0
-        macro = {name: _mean_rows([r[name] for r, s in zip(rates, scored) if s], n_t)
-                 for name in ("precision", "recall", "f1")}
-        macro["ap"] = _mean_rows([ap[c] for c in np.flatnonzero(scored)], n_t) \
-            if self.has_scores else [None] * n_t
-        valid_ap = [a for a in macro["ap"] if a is not None]
-        classes = {}
-        for c, value in enumerate(self.classes):
-            classes[str(value)] = {
-                "gt_points": int(self.gt_points[c]), "pred_points": int(self.pred_points[c]),
-                "tp": self.tp[c].tolist(), "fp": self.fp[c].tolist(), "fn": self.fn[c].tolist(),
-                **{k: _nullable(v) for k, v in rates[c].items()},
-                "loc_error": _loc_error(dist[c], self.tp[c]),
-                "ap": _nullable(ap[c]),
-                "counting": counting[c],
-            }
-        return {
-            "images": int(self.n_images),
-            "gt_points": int(self.gt_points.sum()),
-            "pred_points": int(self.pred_points.sum()),
-            "counting": counting[-1],
-            "micro": {"tp": micro_tp.tolist(), "fp": micro_fp.tolist(), "fn": micro_fn.tolist(),
-                      **{k: _nullable(v) for k, v in _rates(micro_tp, micro_fp, micro_fn).items()},
-                      "loc_error": _loc_error(micro_dist, micro_tp)},
-            "macro": macro,
-            "map": float(np.mean(valid_ap)) if valid_ap and len(valid_ap) == n_t else None,
-            "classes": classes,
-        }
+    def summary(self, device="cpu", warnings=()):
+        """The summary of these images (pointscore.summary.summarize)."""
+        return summarize(self, device, warnings)
+
+    # -- storage ----------------------------------------------------------------------------
+    def state_dict(self):
+        """The state as plain values (numpy arrays, numbers, strings, lists): what a
+        training rank sends, or a run keeps on disk. No code is pickled."""
+        data = {"version": STATE_VERSION, "options": self.options.scoring(),
+                "device": self.options.device, "classes": list(self.classes),
+                "has_scores": self.has_scores, "count_only": self.count_only}
+        ids = pa.concat_arrays(self.image_runs) if self.image_runs else pa.array([], pa.int64())
+        data["image_ids"] = ids.to_numpy(zero_copy_only=False).astype(
+            np.int64 if pa.types.is_integer(ids.type) else str)
+        data["image_runs"] = np.array([len(r) for r in self.image_runs], np.int64)
+        for f in FIELDS:
+            data.update(fields.to_plain(f, self.values[f.name], f.name))
+        return data
+
+    @classmethod
+    def from_state_dict(cls, data):
+        """state_dict's inverse.
+
+        Raises
+        ------
+        InputError
+            When ``data`` is not a state of this version of pointscore.
+        """
+        from .options import ScoringOptions
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            raise InputError(f"not a pointscore metric state of version {STATE_VERSION}")
+        scoring = dict(data["options"])
+        options = ScoringOptions.create(**{**scoring, "device": data["device"],
+                                           "bins": scoring["bins"]})
+        state = cls(options, data["classes"], data["has_scores"], data["count_only"])
+        ids, at = data["image_ids"], 0
+        for n in np.asarray(data["image_runs"], np.int64):
+            state.image_runs.append(pa.array(ids[at:at + n]))
+            at += n
+        for f in FIELDS:
+            state.values[f.name] = fields.from_plain(f, data, f.name, state._shape(f),
+                                                     len(state.thresholds))
+        return state
+
+    def __getstate__(self):  # pickling (Dask) goes through the declared storage
+        return self.state_dict()
+
+    def __setstate__(self, data):
+        self.__dict__.update(MetricState.from_state_dict(data).__dict__)
+
+
+def _union(a, b):
+    values = list(dict.fromkeys(list(a) + list(b)))
+    try:
+        return sorted(values)
+    except TypeError:  # int and str classes: not comparable, a merge error
+        raise InputError("cannot merge states whose classes differ in type: "
+                         + ", ".join(sorted({type(v).__name__ for v in values}))) from None
 
 
 def _descending_order(score):
@@ -267,63 +329,3 @@ def _descending_order(score):
 
 def _ascending(ids):
     return len(ids) < 2 or pc.all(pc.less(ids[:-1], ids[1:])).as_py()
-
-
-def _merge_exact(dst, src, keys):
-    """Add src's accumulators into dst's at the given keys."""
-    aligned = ExactSums(dst.counts.size)
-    aligned.partials[keys] = src.partials
-    aligned.counts[keys] = src.counts
-    dst.merge(aligned)
-
-
-def _exact_column_totals(sums, n_rows, n_cols):
-    """Exact sum over rows for each column of accumulators keyed row * n_cols + col."""
-    totals = np.empty(n_cols)
-    for col in range(n_cols):
-        keys = range(col, n_rows * n_cols, n_cols)
-        totals[col] = math.fsum(p for k in keys for p in sums.partials[k, :sums.counts[k]])
-    return totals
-
-
-def _ratio(num, den, empty):
-    """num/den, with ``empty`` where the denominator is 0."""
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    out = np.asarray(empty, np.float64).copy()
-    np.divide(num, den, out=out, where=den > 0)
-    return out
-
-
-def _rates(tp, fp, fn):
-    """Precision, recall and F1 with the spec's empty-denominator rules."""
-    return {
-        "precision": _ratio(tp, tp + fp, np.where(fn == 0, 1.0, 0.0)),
-        "recall": _ratio(tp, tp + fn, np.where(fp == 0, 1.0, 0.0)),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn, np.ones(tp.shape)),
-    }
-
-
-def _loc_error(dist_sum, tp):
-    return [float(s / n) if n > 0 else None for s, n in zip(dist_sum, tp)]
-
-
-def _nullable(values):
-    return [None if math.isnan(v) else float(v) for v in values]
-
-
-def _mean_rows(rows, n_t):
-    """Plain mean over classes per threshold; null when no class qualifies. One
-    contiguous 1-D mean per threshold: numpy's pairwise sum over axis 0 of a 2-D array
-    adds in another order, which would differ in the last bit from the reference."""
-    if not rows:
-        return [None] * n_t
-    by_threshold = np.ascontiguousarray(np.stack(rows).T)
-    return [float(np.mean(column)) for column in by_threshold]
-
-
-def _counting(abs_err, sq_err, nae_sum, nae_images, n_images):
-    if n_images == 0:
-        return {"mae": None, "rmse": None, "nae": None}
-    return {"mae": float(abs_err / n_images),
-            "rmse": math.sqrt(sq_err / n_images),
-            "nae": float(nae_sum / nae_images) if nae_images else None}

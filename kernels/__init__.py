@@ -1,1 +1,2 @@
-"""pointscore's compute: numpy reference rules, Numba CPU kernels, Numba CUDA kernels."""
+"""pointscore.kernels: the compute. Numba CPU kernels (grid, candidates, rules,
+hungarian, knn_scales, ap, exact, resample) and their CUDA twins (cuda)."""

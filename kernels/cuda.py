@@ -1,6 +1,6 @@
 """Numba CUDA kernels: the CPU kernels' results, bit for bit, computed in parallel.
 
-Same CSR layout as kernels/cpu.py (group k's points are ``[off[k], off[k+1])``), same
+Same CSR layout as the CPU kernels (group k's points are ``[off[k], off[k+1])``), same
 outputs: integer results and float64 d² equal the CPU kernels' exactly. engine/gpu.py
 holds the host side (array-module glue, batching, launches).
 
@@ -22,7 +22,11 @@ import os
 
 from numba import cuda
 
-from .cpu import CELL_SLACK, CELLS_PER_POINT
+from .grid import CELLS_PER_POINT
+
+# Cells are a hair wider than d so that rounding in the cell arithmetic can never push
+# a pair at exactly distance d two cells apart (cell coordinates stay below ~1e10).
+CELL_SLACK = 1.0 + 1e-6
 
 # d² must round as on the CPU: dx*dx, dy*dy and their sum, each rounded once. libNVVM
 # contracts a*b + c into one FMA by default (-fma=1, fastmath or not) and cuda.jit has

@@ -2,8 +2,8 @@
 
 Each accumulator holds non-overlapping float partials whose exact sum is the running
 total, so adding values in any order, or merging two accumulators, represents the same
-exact number; ``totals`` rounds it once. This is what lets metric state from shards or
-devices merge bit for bit.
+exact number; ``totals`` rounds it once. This is what lets metric state from shards,
+devices or training ranks merge bit for bit.
 """
 import math
 
@@ -41,35 +41,12 @@ def add_values(partials, counts, keys, values):
 
 
 @njit(cache=True)
-def add_accumulators(partials, counts, src_partials, src_counts):
-    """Add every accumulator of src into the one of the same key."""
-    for k in range(counts.size):
+def add_accumulators(partials, counts, src_partials, src_counts, at):
+    """Add src's accumulator k into accumulator at[k], for every k."""
+    for k in range(src_counts.size):
+        dst = at[k]
         for j in range(src_counts[k]):
-            counts[k] = _grow(partials[k], counts[k], src_partials[k, j])
-
-
-class ExactSums:
-    """A vector of exact accumulators."""
-
-    def __init__(self, n):
-        self.partials = np.zeros((n, MAX_PARTIALS))
-        self.counts = np.zeros(n, np.int64)
-
-    def add(self, keys, values):
-        add_values(self.partials, self.counts, np.asarray(keys, np.int64),
-                   np.asarray(values, np.float64))
-
-    def merge(self, other):
-        add_accumulators(self.partials, self.counts, other.partials, other.counts)
-
-    def cumulate_rows(self, n_cols):
-        """Keys are row * n_cols + col; each becomes the sum of its row up to col."""
-        running_row_sums(self.partials, self.counts, n_cols)
-
-    def totals(self):
-        """Each accumulator's exact sum, rounded once."""
-        return np.array([math.fsum(self.partials[k, :self.counts[k]])
-                         for k in range(self.counts.size)])
+            counts[dst] = _grow(partials[dst], counts[dst], src_partials[k, j])
 
 
 @njit(cache=True)
@@ -80,3 +57,54 @@ def running_row_sums(partials, counts, n_cols):
             dst, src = row * n_cols + col, row * n_cols + col - 1
             for j in range(counts[src]):
                 counts[dst] = _grow(partials[dst], counts[dst], partials[src, j])
+
+
+class ExactSums:
+    """An array of exact accumulators of the given shape (keys are flat indices)."""
+
+    def __init__(self, shape, partials=None, counts=None):
+        self.shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        n = int(np.prod(self.shape, dtype=np.int64))
+        self.partials = np.zeros((n, MAX_PARTIALS))
+        self.counts = np.zeros(n, np.int64)
+        if partials is not None and n:
+            flat = np.asarray(partials, np.float64).reshape(n, -1)
+            self.partials[:, :flat.shape[1]] = flat
+            self.counts[:] = np.asarray(counts, np.int64).reshape(n)
+
+    def add(self, keys, values):
+        """Add values[i] into accumulator keys[i] (flat). Integers are added exactly,
+        however large: each is split into a float and the (small) rest."""
+        keys = np.asarray(keys, np.int64).ravel()
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":
+            values = values.astype(np.int64).ravel()
+            high = values.astype(np.float64)
+            # float(v) is within half an ulp of v, so the rest is a small exact integer.
+            rest = (values - np.clip(high, -2.0**62, 2.0**62).astype(np.int64)).astype(np.float64)
+            keys, values = np.concatenate([keys, keys]), np.concatenate([high, rest])
+        add_values(self.partials, self.counts, keys, np.asarray(values, np.float64).ravel())
+
+    def add_into(self, other, at=None):
+        """Add every accumulator of ``other`` into this one's flat key at[k] (default:
+        the same key)."""
+        at = np.arange(other.counts.size) if at is None else np.asarray(at, np.int64)
+        add_accumulators(self.partials, self.counts, other.partials, other.counts, at)
+
+    def cumulate_rows(self, n_cols):
+        """Keys are row * n_cols + col; each becomes the sum of its row up to col."""
+        running_row_sums(self.partials, self.counts, n_cols)
+
+    def totals(self):
+        """Each accumulator's exact sum, rounded once, in the array's shape."""
+        return np.array([math.fsum(self.partials[k, :self.counts[k]])
+                         for k in range(self.counts.size)], np.float64).reshape(self.shape)
+
+    def copy(self):
+        return ExactSums(self.shape, self.partials.copy(), self.counts.copy())
+
+    def compact(self):
+        """(partials trimmed to the longest accumulator, counts): what to store."""
+        width = int(self.counts.max()) if self.counts.size else 0
+        return (self.partials[:, :width].reshape(self.shape + (width,)).copy(),
+                self.counts.reshape(self.shape).copy())

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from kernels import reference
+import reference
 
 
 def _column(table, name, default=None):

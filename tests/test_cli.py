@@ -1,5 +1,6 @@
 """The `pointscore evaluate` command (spec section 8): exit status, one line per problem on
 stderr and never a traceback, thresholds text, and output files written whole or not at all."""
+import argparse
 import json
 import os
 import shutil
@@ -13,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine import DEFAULT_THRESHOLDS
-from engine.cli import main
-from engine.options import parse_thresholds
-from engine.io import InputError
+from pointscore import DEFAULT_THRESHOLDS
+from pointscore.cli import main
+from pointscore.cli.parsers import parse_thresholds
+from pointscore import InputError
 
 GT = {"image_id": [1, 1, 2, 3], "x": [0.0, 10.0, 5.0, 1.0], "y": [0.0, 10.0, 5.0, 1.0]}
 PRED = {"image_id": [1, 2, 2, 3], "x": [0.25, 5.0, 50.0, 1.0], "y": [0.0, 5.5, 5.0, 1.75],
@@ -69,11 +70,12 @@ def test_thresholds_text(text, expected):
 @pytest.mark.parametrize("text", ["abc", "", "0.1,,0.2", "0.1:0.2", "0:0.1:0.01", "-0.1",
                                   "nan", "inf", "0.1:0.05:0.01", "0.1:0.2:0", "0.01:inf:0.01",
                                   "0.01:1:1e-9", "0.01:1:1e-320"])
-def test_bad_thresholds_text_is_one_problem(text):
-    with pytest.raises(InputError) as caught:
+def test_bad_thresholds_text_is_one_problem(text, capsys):
+    with pytest.raises(argparse.ArgumentTypeError):
         parse_thresholds(text)
-    [line] = caught.value.problems
-    assert line.startswith("--thresholds: ")
+    assert main(["evaluate", "--gt", "g.csv", "--pred", "p.csv", "--thresholds", text]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("pointscore: usage error: argument --thresholds: ")
 
 
 def test_thresholds_reach_the_summary(files, capsys):
@@ -190,7 +192,7 @@ def test_bad_input_leaves_an_existing_output_untouched(files, tmp_path, capsys):
 
 # ---- outputs --------------------------------------------------------------------------------
 
-SUMMARY_FIELDS = {"version", "config", "images", "gt_points", "pred_points", "counting", "micro",
+SUMMARY_FIELDS = {"version", "schema_version", "config", "warnings", "images", "gt_points", "pred_points", "counting", "micro",
                   "macro", "map", "classes"}
 
 
@@ -272,7 +274,7 @@ def test_unwritable_output_exits_2_with_one_line_and_leaves_nothing(option, targ
 def test_a_failure_while_writing_leaves_no_output_at_all(files, tmp_path, capsys, monkeypatch):
     def broken(summary):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr("engine.cli.summary_json", broken)
+    monkeypatch.setattr("pointscore.cli.commands.summary_json", broken)
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
                          "--per-image", str(tmp_path / "p.parquet"),
                          "--json", str(tmp_path / "o.json"))
@@ -282,7 +284,7 @@ def test_a_failure_while_writing_leaves_no_output_at_all(files, tmp_path, capsys
 
 def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_path, capsys,
                                                                  monkeypatch):
-    monkeypatch.setattr("engine.cli._check_outputs", lambda args: None)  # reach the rename
+    monkeypatch.setattr("pointscore.cli.commands._check_outputs", lambda outputs: None)  # reach the rename
     (tmp_path / "taken" / "full").mkdir(parents=True)
     code, _, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
                        "--json", str(tmp_path / "taken"))
@@ -294,7 +296,7 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_pat
 def test_internal_error_exits_1_with_one_line(files, capsys, monkeypatch):
     def crash(*args, **kwargs):
         raise ValueError("something broke\nwith a second line\nand a third")
-    monkeypatch.setattr("engine.stream.evaluate", crash)
+    monkeypatch.setattr("pointscore.cli.commands.evaluate", crash)
     monkeypatch.delenv("POINTSCORE_DEBUG", raising=False)
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"])
     assert (code, out) == (1, "")
@@ -308,7 +310,7 @@ def test_console_script_runs_and_reports_exit_codes(files, tmp_path):
     script = Path(sys.executable).with_name("pointscore")
     command = [str(script)] if script.exists() else \
         [shutil.which("pointscore")] if shutil.which("pointscore") else \
-        [sys.executable, "-m", "engine.cli"]
+        [sys.executable, "-m", "pointscore"]
     ok = subprocess.run([*command, "evaluate", "--gt", files["gt"], "--pred", files["pred"],
                          "--device", "cpu", "--json", "-"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

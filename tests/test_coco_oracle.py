@@ -72,10 +72,10 @@ def test_oracle_backends_agree():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_engine_ap_matches_pycocotools(seed):
-    import engine
+    import pointscore
 
     gt, pred = random_case(seed)
-    summary = engine.evaluate(gt, pred, thresholds=DEFAULT_THRESHOLDS, match="greedy").summary
+    summary = pointscore.evaluate(gt, pred, thresholds=DEFAULT_THRESHOLDS, match="greedy").summary
     classes = np.unique(np.concatenate([gt["class"], pred["class"]]))
     oracle = peers.coco_ap(gt, pred, DEFAULT_THRESHOLDS)  # [class, threshold], NaN where no GT
 

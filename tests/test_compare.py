@@ -1,5 +1,5 @@
 """engine.bootstrap and `pointscore compare`: hand-computed rankings, intervals and
-p-values, reproducibility, replicates equal to engine.evaluate on the literally
+p-values, reproducibility, replicates equal to pointscore.evaluate on the literally
 duplicated dataset, and the command line's outputs and errors."""
 import json
 
@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
-from engine import bootstrap
-from engine.cli import main
-from engine.compare import compare, default_names
-from engine.io import InputError
-from kernels.ap import pack_tp, precision_at_recall_points_cpu
+import pointscore
+from pointscore import bootstrap
+from pointscore.cli import main
+from pointscore.compare import compare, default_names
+from pointscore import InputError
+from pointscore.kernels.ap import pack_tp, precision_at_recall_points_cpu
 
 # Images 1, 2, 3; image 3 has no ground truth. A is perfect; B misses image 2's point
 # and puts one, scored highest, on image 3.
@@ -67,7 +67,7 @@ def test_identical_images_give_degenerate_intervals():
     gt = three_copies({"image_id": [0, 0], "x": [0.0, 5.0], "y": [0.0, 5.0]})
     pred = three_copies({"image_id": [0, 0], "x": [0.5, 50.0], "y": [0.0, 50.0],
                          "score": [0.5, 0.9]})
-    report = engine.evaluate(gt, pred, thresholds=THRESHOLDS, device="cpu")
+    report = pointscore.evaluate(gt, pred, thresholds=THRESHOLDS, device="cpu")
     summary, found = report.summary, bootstrap.intervals(report, n_resamples=50)
     for metric, value in (("mae", summary["counting"]["mae"]),
                           ("rmse", summary["counting"]["rmse"]), ("map", summary["map"])):
@@ -92,14 +92,14 @@ def test_compare_agrees_with_intervals_and_paired():
 
 
 def test_a_against_itself_is_never_better():
-    report = engine.evaluate(GT, B, IMAGES, thresholds=THRESHOLDS, device="cpu")
+    report = pointscore.evaluate(GT, B, IMAGES, thresholds=THRESHOLDS, device="cpu")
     assert bootstrap.paired(report, report, n_resamples=100)["p"] == \
         {"mae": 1.0, "rmse": 1.0, "f1": [1.0, 1.0], "map": 1.0}
 
 
 def test_paired_needs_the_same_images():
-    a = engine.evaluate(GT, A, thresholds=THRESHOLDS, device="cpu")  # images 1, 2
-    b = engine.evaluate(GT, B, thresholds=THRESHOLDS, device="cpu")  # images 1, 2, 3
+    a = pointscore.evaluate(GT, A, thresholds=THRESHOLDS, device="cpu")  # images 1, 2
+    b = pointscore.evaluate(GT, B, thresholds=THRESHOLDS, device="cpu")  # images 1, 2, 3
     with pytest.raises(InputError, match="same images"):
         bootstrap.paired(a, b, n_resamples=10)
 
@@ -142,7 +142,7 @@ def test_default_names_are_stems_made_unique():
         == ["x/pred", "y/pred", "m", "m-2"]
 
 
-# ---- replicates are engine.evaluate on the duplicated dataset ---------------------------
+# ---- replicates are pointscore.evaluate on the duplicated dataset ---------------------------
 
 def random_dataset(seed, n_images=6, n_classes=2):
     rng = np.random.default_rng(seed)
@@ -171,13 +171,13 @@ def duplicated(table, image_weight, stride):
 def test_replicates_equal_evaluate_on_the_duplicated_dataset(seed, score_threshold):
     gt, pred, images = random_dataset(seed)
     options = dict(thresholds=[1.0, 2.5], score_threshold=score_threshold, device="cpu")
-    report = engine.evaluate(gt, pred, images, **options)
+    report = pointscore.evaluate(gt, pred, images, **options)
     values = bootstrap.replicates([report], n_resamples=6, seed=seed)[0]
     n, stride = len(images["image_id"]), len(images["image_id"]) + 1
     for r, image_weight in enumerate(weights(n, 6, seed)):
         ids = np.repeat(np.arange(n), image_weight) * stride \
             + np.concatenate([np.arange(w) for w in image_weight])
-        expected = engine.evaluate(duplicated(gt, image_weight, stride),
+        expected = pointscore.evaluate(duplicated(gt, image_weight, stride),
                                    duplicated(pred, image_weight, stride),
                                    {"image_id": ids}, **options).summary
         assert values["mae"][r] == expected["counting"]["mae"]
@@ -280,7 +280,7 @@ def test_cli_json_to_stdout_and_to_a_file(files, capsys, tmp_path):
 @pytest.mark.parametrize("argv, fragments", [
     (["--pred", "{a}", "{dir}/nope.parquet"], ["nope.parquet", "no such file"]),
     (["--pred", "{a}", "{b}", "--names", "x,x"], ["each name must be given once"]),
-    (["--pred", "{a}", "{b}", "--rank-by", "speed"], ["rank_by must be", "'speed'"]),
+    (["--pred", "{a}", "{b}", "--rank-by", "speed"], ["--rank-by must be", "'speed'"]),
     (["--pred", "{a}", "--bootstrap", "-5"], ["usage error", "--bootstrap"]),
     (["--pred", "{a}", "--json", "{dir}/no/such/dir/out.json"], ["--json", "does not exist"]),
 ])
@@ -293,7 +293,7 @@ def test_cli_bad_input_exits_2_with_one_line(files, capsys, tmp_path, argv, frag
 
 
 def test_default_names_tell_clashing_files_apart():
-    from engine.compare import default_names
+    from pointscore.compare import default_names
     assert default_names(["/t/x/pred.parquet", "/t/y/pred.parquet"]) == ["x/pred", "y/pred"]
     assert default_names(["/t/a/pred.parquet", "/t/a/pred.csv"]) == ["pred.parquet", "pred.csv"]
     assert default_names(["/t/p.csv", "/t/p.csv", {"x": []}]) == ["p", "p-2", "submission-3"]

@@ -1,4 +1,4 @@
-"""`pointscore convert` (engine/convert.py): each source format written here, converted,
+"""`pointscore convert` (pointscore.convert): each source format written here, converted,
 read back from Parquet and compared; malformed files name the file and the line."""
 import json
 
@@ -9,10 +9,12 @@ import pytest
 import scipy.io
 from hypothesis import given, settings, strategies as st
 
-import engine
-from engine import convert
-from engine.cli import _Parser, main
-from engine.io import InputError
+import pointscore
+from pointscore import convert
+from pointscore.convert.common import MAX_PROBLEMS_PER_FILE
+from pointscore import InputError
+from pointscore.cli import main, parsers
+from pointscore.cli.commands import convert_command
 
 # A small known set: image id -> N x 2 points (image 3111 has none).
 POINTS = {
@@ -23,12 +25,9 @@ POINTS = {
 
 
 def cli(argv):
-    """The `convert` subcommand as the CLI will hold it (its parser raises InputError)."""
-    parser = _Parser(prog="pointscore")
-    convert.add_parser(parser.add_subparsers(dest="command", required=True,
-                                             parser_class=_Parser))
-    args = parser.parse_args(["convert", *map(str, argv)])
-    return args.func(args)
+    """The `convert` subcommand's work, its InputErrors raised (the CLI's parser raises
+    InputError for usage errors too)."""
+    return convert_command(parsers.build().parse_args(["convert", *map(str, argv)]))
 
 
 def long_rows(points):
@@ -41,7 +40,8 @@ def rows(table, columns=("image_id", "x", "y")):
 
 
 def problems_of(excinfo):
-    return excinfo.value.problems
+    """The lines as the command line shows them: options named by their flags."""
+    return excinfo.value.lines(parsers.flag)
 
 
 # --------------------------------------------------------------------- NWPU txt
@@ -114,12 +114,12 @@ def test_nwpu_txt_gt_needs_five_numbers_per_point_and_unique_images(tmp_path):
 def test_nwpu_txt_needs_role_and_caps_messages(tmp_path):
     src = tmp_path / "pred.txt"
     src.write_text("".join(f"{i} 1 {i}\n" for i in range(50)))
-    with pytest.raises(InputError, match="needs --role"):
+    with pytest.raises(InputError, match="needs role"):
         cli(["--from", "nwpu-txt", src, "--out", tmp_path / "o.parquet"])
     with pytest.raises(InputError) as excinfo:
         convert.from_nwpu_txt(src, "pred")
     lines = problems_of(excinfo)
-    assert len(lines) == convert.MAX_PROBLEMS_PER_FILE + 1
+    assert len(lines) == MAX_PROBLEMS_PER_FILE + 1
     assert lines[-1] == f"{src}: ... and 30 more problems"
 
 
@@ -322,11 +322,11 @@ def test_csv_malformed(tmp_path):
     with pytest.raises(InputError, match=rf"{bad_value}: column 'score' has 1 .*negative "
                                          r"values \(row 1"):
         convert.from_csv(bad_value, mapping="img=image_id,px=x,py=y")
-    with pytest.raises(InputError, match="--map names columns not in the file: 'im'"):
+    with pytest.raises(InputError, match="mapping names columns not in the file: 'im'"):
         convert.from_csv(bad_value, mapping="im=image_id")
     with pytest.raises(InputError, match="missing column 'x'"):
         convert.from_csv(bad_value, mapping="img=image_id")
-    with pytest.raises(InputError, match="--map: expected old=new"):
+    with pytest.raises(InputError, match="mapping: expected old=new"):
         cli(["--from", "csv", bad_value, "--map", "img", "--out", tmp_path / "o.parquet"])
 
 
@@ -357,7 +357,7 @@ def test_converted_tables_are_accepted_by_evaluate(tmp_path, capsys):
     cli(["--from", "nwpu-txt", "--role", "gt", gt_src, "--out", gt, "--images-out", images])
     cli(["--from", "nwpu-txt", "--role", "pred", pred_src, "--out", pred])
     assert "2 images have no points" in capsys.readouterr().err   # images 2 and 3
-    report = engine.evaluate(str(gt), str(pred), str(images), thresholds=[4.0], device="cpu")
+    report = pointscore.evaluate(str(gt), str(pred), str(images), thresholds=[4.0], device="cpu")
     summary = report.summary
     assert (summary["images"], summary["gt_points"], summary["pred_points"]) == (4, 3, 4)
     assert summary["micro"]["tp"] == [2] and summary["micro"]["fp"] == [2]

@@ -11,19 +11,19 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 
-import engine
+import pointscore
 from datasets import datasets
-from engine.cli import main
-from engine.io import InputError
+from pointscore.cli import main
+from pointscore import InputError
 
 SETTINGS = settings(max_examples=40, deadline=None)
-SPEC_KEYS = ["version", "config", "images", "gt_points", "pred_points", "counting", "micro",
+SPEC_KEYS = ["version", "schema_version", "config", "warnings", "images", "gt_points", "pred_points", "counting", "micro",
              "macro", "map", "classes"]
 
 
 def evaluate(gt, pred, images=None, **options):
     options.setdefault("thresholds", [1.0])
-    return engine.evaluate(gt, pred, images, device="cpu", **options).summary
+    return pointscore.evaluate(gt, pred, images, device="cpu", **options).summary
 
 
 def problems(gt, pred, images=None, **options):
@@ -104,7 +104,7 @@ def test_game_zero_is_mae_and_equals_naive(data):
 
 def test_game_needs_image_sizes_and_a_level_from_0_to_3():
     assert problems(GRID_GT, GRID_PRED, game=1) == [
-        "game needs an images table (--images) with 'width' and 'height' columns"]
+        "game needs image sizes: pass images with 'width' and 'height' columns"]
     assert problems(GRID_GT, GRID_PRED, {"image_id": [0, 1]}, game=1) == [
         "<images>: game needs 'width' and 'height' columns in the images table"]
     for bad in (4, -1, 1.0, True, "2"):
@@ -146,7 +146,7 @@ def test_density_bins_count_per_megapixel():
     b = evaluate(gt, pred, images, breakdown="density", bins=[100, 150])["breakdown"]
     assert [x["images"] for x in b["bins"]] == [1, 0, 1]
     assert problems(gt, pred, breakdown="density") == [
-        "breakdown 'density' needs an images table (--images) with 'width' and 'height' "
+        "breakdown 'density' needs image sizes: pass images with 'width' and 'height' "
         "columns"]
 
 
@@ -199,7 +199,7 @@ IMAGES = {"image_id": [0, 1, 2]}
 
 def test_fractional_counts_by_hand():
     # True counts 3, 1, 0; predicted 2.5, 1.25 and (no row) 0.
-    report = engine.evaluate(GT, {"image_id": [1, 0], "count": [1.25, 2.5]}, IMAGES,
+    report = pointscore.evaluate(GT, {"image_id": [1, 0], "count": [1.25, 2.5]}, IMAGES,
                              thresholds=[1.0, 2.0], device="cpu")
     s = report.summary
     assert list(s) == SPEC_KEYS
@@ -327,11 +327,12 @@ def test_cli_adds_keys_only_when_asked(files, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--game", "1"], "game needs an images table (--images)"),
+    (["--game", "1"], "--game needs image sizes: pass --images"),
     (["--game", "4"], "usage error: argument --game: invalid choice"),
-    (["--bins", "1,2"], "bins needs a breakdown"),
-    (["--breakdown", "count", "--bins", "1,x"], "--bins: expected numbers separated by commas"),
-    (["--breakdown", "count", "--bins", "2,1"], "bins must be finite, increasing"),
+    (["--bins", "1,2"], "--bins needs a --breakdown"),
+    (["--breakdown", "count", "--bins", "1,x"],
+     "usage error: argument --bins: expected numbers separated by commas"),
+    (["--breakdown", "count", "--bins", "2,1"], "--bins must be finite, increasing"),
 ])
 def test_cli_bad_options_exit_2(files, capsys, argv, message):
     code, _, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"], *argv)
@@ -349,23 +350,25 @@ def test_cli_count_only(files, capsys, tmp_path):
     assert pq.read_table(per_image).column("pred_count").to_pylist() == [2.5, 0.0, 118.25]
     code, _, err = run(capsys, "--gt", files["gt"], "--pred", files["counts"],
                        "--score-threshold", "0.5")
-    assert code == 2 and "score_threshold does not apply to count-only" in err
+    assert code == 2 and "--score-threshold does not apply to count-only" in err
 
 
-def test_streamed_inputs_refuse_the_options(files, capsys, tmp_path):
+def test_streamed_inputs_take_the_options(files, capsys, tmp_path):
     directory = tmp_path / "gt_dir"
     os.makedirs(directory)
     pq.write_table(pq.read_table(files["gt"]), directory / "part-0.parquet")
-    code, _, err = run(capsys, "--gt", str(directory), "--pred", files["pred"], "--game", "1",
-                       "--breakdown", "count")
-    assert code == 2 and err.startswith(
-        "pointscore: --game, --breakdown: not available for streamed or distributed runs yet")
+    options = ["--images", files["images"], "--game", "1", "--breakdown", "count", "--json", "-"]
+    outputs = []
+    for gt in (str(directory), files["gt"]):  # a dataset directory is streamed
+        code, out, err = run(capsys, "--gt", gt, "--pred", files["pred"], *options)
+        assert code == 0, err
+        outputs.append(json.loads(out))
+    assert outputs[0] == outputs[1]
     counts = str(tmp_path / "counts.parquet")
     pq.write_table(pa.table({"image_id": [0, 2], "count": [2.5, 118.25]}), counts)
-    code, _, err = run(capsys, "--gt", str(directory), "--pred", counts)
-    assert code == 2 and err.startswith(
-        f"pointscore: {counts}: count-only predictions ('count', no points) are not available "
-        "for streamed")
+    code, out, err = run(capsys, "--gt", str(directory), "--pred", counts, "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["pred_points"] == 120.75
 
 
 def test_count_only_predictions_refuse_scaled_distances():
@@ -373,4 +376,4 @@ def test_count_only_predictions_refuse_scaled_distances():
     counts = {"image_id": [1], "count": [2.0]}
     for options in ({"radius": "sigma"}, {"normalize": "knn"}):
         with pytest.raises(InputError, match="count-only predictions have no points"):
-            engine.evaluate(gt, counts, **options)
+            pointscore.evaluate(gt, counts, **options)

@@ -1,4 +1,4 @@
-"""The CUDA kernels (kernels/cuda.py, through engine.gpu) against the CPU kernels, in
+"""The CUDA kernels (kernels/cuda.py, through pointscore.gpu) against the CPU kernels, in
 Numba's simulator (tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1).
 
 Equality is exact: integers and float64 d² bit for bit. Blocks of 2-4 threads and
@@ -18,21 +18,26 @@ import pyarrow.csv  # noqa: F401  (pa.csv)
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
-from engine import cli, gpu
-from engine.batch import Batch
-from engine.device import CpuBackend, backend_for, gpu_usable
-from kernels import cpu
-from kernels.ap import doubling_suffix_max, suffix_max
+import pointscore
+from pointscore import cli, gpu
+from pointscore.batch import Batch
+from pointscore.backends import backend_for
+from pointscore.cpu import CpuBackend
+from pointscore.device import gpu_usable
+from pointscore.kernels import candidates, rules
+from pointscore.kernels.ap import doubling_suffix_max, suffix_max
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SETTINGS = settings(max_examples=40, deadline=None)
 SCORES = [0.9, 0.5, 0.5, 0.1, 0.0, -0.0]  # ties, and both zeros, which sort as equals
+NO_AP = np.zeros(0)
+RULES = {"greedy": rules.GREEDY, "nearest": rules.NEAREST}
 
 
 def _batch(gx, gy, g_off, px, py, p_off, score):
     n_groups = g_off.size - 1
-    return Batch(pa.array(np.arange(n_groups)), [0], gx, gy, g_off, px, py, score, p_off)
+    return Batch(pa.array(np.arange(n_groups)), [0], False, np.arange(n_groups),
+                 np.zeros(n_groups, np.int64), gx, gy, g_off, px, py, score, p_off)
 
 
 @st.composite
@@ -65,7 +70,8 @@ def _backend():
 
 
 def _cpu_candidates(b, dmax):
-    return cpu.candidate_pairs(b.gt_x, b.gt_y, b.gt_off, b.pred_x, b.pred_y, b.pred_off, dmax)
+    return candidates.pair_lists(b.gt_x, b.gt_y, NO_AP, b.gt_off, b.pred_x, b.pred_y,
+                                 b.pred_off, dmax)
 
 
 def _assert_same(actual, expected):
@@ -80,20 +86,30 @@ def test_candidate_pairs_equal_cpu(data):
     _assert_same(_backend().candidates(b, dmax), _cpu_candidates(b, dmax))
 
 
-@pytest.mark.parametrize("nearest", [False, True], ids=["greedy", "nearest"])
+@pytest.mark.parametrize("rule", RULES)
 @SETTINGS
 @given(data=batches())
-def test_matching_and_ap_matching_equal_cpu(nearest, data):
+def test_matching_and_ap_matching_equal_cpu(rule, data):
     b, dmax, kept = data
     d2_thresholds = np.array([0.5, 1.0, 4.0, 25.0]) * (dmax / 5.0) ** 2
-    _assert_same(_backend().match(b, dmax, kept, nearest, d2_thresholds),
-                 CpuBackend().match(b, dmax, kept, nearest, d2_thresholds))
+    _assert_same(_backend().match(b, dmax, kept, RULES[rule], d2_thresholds),
+                 CpuBackend().match(b, dmax, kept, RULES[rule], d2_thresholds))
 
 
-@pytest.mark.parametrize("nearest", [False, True], ids=["greedy", "nearest"])
+@SETTINGS
+@given(data=batches())
+def test_ap_matching_alone_equals_cpu(data):
+    # What the hungarian rule asks of the backend: AP matching, no operating point.
+    b, dmax, kept = data
+    d2_thresholds = np.array([1.0, 25.0]) * (dmax / 5.0) ** 2
+    _assert_same(_backend().match(b, dmax, kept, rules.NO_RULE, d2_thresholds),
+                 CpuBackend().match(b, dmax, kept, rules.NO_RULE, d2_thresholds))
+
+
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("spread, dmax", [(1e-20, 1.0), (5e-324, 1.0), (1e6, 1e-300)],
                          ids=["clustered", "subnormal", "tiny-d"])
-def test_clustered_gts_and_tiny_thresholds_equal_cpu(nearest, spread, dmax):
+def test_clustered_gts_and_tiny_thresholds_equal_cpu(rule, spread, dmax):
     # Cell sizes at the extremes: gts closer than any sensible cell, and a d so small
     # that the grid is sized by the cap on cells alone.
     gx = np.array([0.0, spread, 0.0, spread])
@@ -104,8 +120,8 @@ def test_clustered_gts_and_tiny_thresholds_equal_cpu(nearest, spread, dmax):
     d2_thresholds = np.array([0.25, 1.0]) * dmax * dmax
     kept = np.ones(5, bool)
     _assert_same(_backend().candidates(b, dmax), _cpu_candidates(b, dmax))
-    _assert_same(_backend().match(b, dmax, kept, nearest, d2_thresholds),
-                 CpuBackend().match(b, dmax, kept, nearest, d2_thresholds))
+    _assert_same(_backend().match(b, dmax, kept, RULES[rule], d2_thresholds),
+                 CpuBackend().match(b, dmax, kept, RULES[rule], d2_thresholds))
 
 
 def _count_launches(monkeypatch, backend, kernel):
@@ -127,9 +143,9 @@ def test_greedy_chain_takes_one_round_per_pair(monkeypatch):
     b = _batch(gx, np.zeros(6), np.array([0, 6]), px, np.zeros(6), np.array([0, 6]), np.ones(6))
     backend = _backend()
     rounds = _count_launches(monkeypatch, backend, gpu.kernels.accept)
-    match_gt, match_d2, _ = backend.match(b, 3.0, np.ones(6, bool), False, None)
+    match_gt, match_d2, _ = backend.match(b, 3.0, np.ones(6, bool), rules.GREEDY, NO_AP)
     _assert_same((match_gt, match_d2),
-                 CpuBackend().match(b, 3.0, np.ones(6, bool), False, None)[:2])
+                 CpuBackend().match(b, 3.0, np.ones(6, bool), rules.GREEDY, NO_AP)[:2])
     assert match_gt.tolist() == list(range(6))
     assert sum(rounds) == 7  # six that accept one pair each, one that accepts none
 
@@ -144,8 +160,8 @@ def test_budgets_split_groups_into_runs():
     assert len(list(backend._runs(b, 2.0))) == 5
     _assert_same(backend.candidates(b, 2.0), _cpu_candidates(b, 2.0))
     kept = rng.random(15) < 0.7
-    _assert_same(backend.match(b, 2.0, kept, False, None)[:2],
-                 CpuBackend().match(b, 2.0, kept, False, None)[:2])
+    _assert_same(backend.match(b, 2.0, kept, rules.GREEDY, NO_AP)[:2],
+                 CpuBackend().match(b, 2.0, kept, rules.GREEDY, NO_AP)[:2])
 
 
 PTX_OF_SQ_DIST = """
@@ -160,7 +176,7 @@ import numba.cuda.dispatcher as dispatcher
 class Device:  # device functions ask the current GPU for its compute capability
     compute_capability = (9, 0)
 dispatcher.get_current_device = Device
-from kernels import cuda as kernels
+from pointscore.kernels import cuda as kernels
 f8 = types.Array(types.float64, 1, "C")
 def probe(out, a, b):
     out[0] = kernels._sq_dist(a[0], a[1], b[0], b[1])
@@ -214,8 +230,8 @@ def tiny_gpu(monkeypatch):
 def test_evaluate_on_gpu_equals_cpu(tiny_gpu, match, score_threshold):
     # hungarian matches on the CPU whatever the device; its AP matching is the GPU's.
     kwargs = dict(thresholds=[0.5, 1.0, 2.0, 5.0], match=match, score_threshold=score_threshold)
-    on_gpu = engine.evaluate(GT, PRED, **kwargs, device="gpu").summary
-    on_cpu = engine.evaluate(GT, PRED, **kwargs, device="cpu").summary
+    on_gpu = pointscore.evaluate(GT, PRED, **kwargs, device="gpu").summary
+    on_cpu = pointscore.evaluate(GT, PRED, **kwargs, device="cpu").summary
     assert on_gpu["config"].pop("device") == "gpu"
     assert on_cpu["config"].pop("device") == "cpu"
     assert on_gpu == on_cpu
@@ -249,8 +265,10 @@ from numba import cuda
 if cuda.is_available():
     sys.exit("SKIP this machine has a CUDA driver")
 sys.modules["cupy"] = types.SimpleNamespace(is_available=lambda: True)
-from engine.device import CpuBackend, backend_for, gpu_usable
-from engine.io import InputError
+from pointscore.backends import backend_for
+from pointscore.cpu import CpuBackend
+from pointscore.device import gpu_usable
+from pointscore import InputError
 assert not gpu_usable()
 assert backend_for("auto")[0].name == "cpu"
 try:

@@ -11,10 +11,10 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-import engine  # noqa: E402
+import pointscore  # noqa: E402
 from bench import data  # noqa: E402
-from engine.cli import main  # noqa: E402
-from engine.distributed import DistributedError, evaluate_distributed  # noqa: E402
+from pointscore.cli import main  # noqa: E402
+from pointscore import DistributedError, evaluate_distributed  # noqa: E402
 from test_stream import write_dataset  # noqa: E402
 
 OPTIONS = dict(normalize="wh", thresholds=[4.0, 8.0, 16.0], device="cpu", shard_points=1500)
@@ -74,7 +74,7 @@ def dataset(tmp_path_factory):
                       write_dataset(pred, f"{root}/{layout}/pred", layout, seed=1))
              for layout in ("sorted", "scattered")}
     images = pa.table(images)
-    expected = engine.evaluate(*paths["scattered"], images, **{k: v for k, v in OPTIONS.items()
+    expected = pointscore.evaluate(*paths["scattered"], images, **{k: v for k, v in OPTIONS.items()
                                                              if k != "shard_points"})
     return paths, images, expected
 
@@ -127,7 +127,7 @@ def test_a_run_that_cannot_finish_says_so_and_writes_nothing(cluster, dataset, t
 
 def test_an_unreachable_scheduler_is_a_clear_error(dataset, monkeypatch):
     paths, images, _ = dataset
-    monkeypatch.setattr("engine.distributed.CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr("pointscore.runners.CONNECT_TIMEOUT_S", 1)
     with pytest.raises(DistributedError, match="cannot reach the Dask scheduler"):
         evaluate_distributed(*paths["sorted"], scheduler="tcp://127.0.0.1:9", **OPTIONS)
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
+import pointscore
 from datasets import datasets
 from naive import evaluate as naive_evaluate
 
@@ -11,7 +11,7 @@ SETTINGS = settings(max_examples=60, deadline=None)
 
 
 def metrics(summary):
-    return {k: v for k, v in summary.items() if k not in ("version", "config")}
+    return {k: v for k, v in summary.items() if k not in ("version", "schema_version", "config", "warnings")}
 
 
 def assert_same(actual, expected, approx_loc_error=False):
@@ -30,7 +30,7 @@ def assert_same(actual, expected, approx_loc_error=False):
 def test_engine_equals_naive(match, data, use_score_threshold):
     gt, pred, images, thresholds = data
     score_threshold = 0.6 if use_score_threshold and "score" in pred else None
-    report = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    report = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                              score_threshold=score_threshold, device="cpu")
     expected = naive_evaluate(gt, pred, images, thresholds, match=match,
                               score_threshold=score_threshold)
@@ -43,7 +43,7 @@ def test_engine_equals_naive(match, data, use_score_threshold):
 def test_normalized_distances_equal_naive(normalize, data):
     gt, pred, images, _ = data
     thresholds = (0.1, 0.25, 0.5)
-    report = engine.evaluate(gt, pred, images, thresholds=thresholds, normalize=normalize,
+    report = pointscore.evaluate(gt, pred, images, thresholds=thresholds, normalize=normalize,
                              device="cpu")
     expected = naive_evaluate(gt, pred, images, thresholds, normalize=normalize)
     assert_same(metrics(report.summary), expected)
@@ -52,7 +52,7 @@ def test_normalized_distances_equal_naive(normalize, data):
 def test_pair_exactly_at_threshold_matches():
     gt = {"image_id": [0, 0], "x": [0.0, 10.0], "y": [0.0, 10.0]}
     pred = {"image_id": [0, 0], "x": [3.0, 10.0], "y": [4.0, 12.0]}  # distances 5 and 2
-    s = engine.evaluate(gt, pred, thresholds=[1.999999, 2.0, 4.999999, 5.0], device="cpu").summary
+    s = pointscore.evaluate(gt, pred, thresholds=[1.999999, 2.0, 4.999999, 5.0], device="cpu").summary
     assert s["micro"]["tp"] == [0, 1, 1, 2]
     assert s["micro"]["loc_error"] == [None, 2.0, 2.0, 3.5]
 
@@ -61,7 +61,7 @@ def test_greedy_ties_take_lowest_pred_then_gt():
     # Both predictions are at distance 1 from both gts: (pred 0, gt 0) goes first.
     gt = {"image_id": [0, 0], "x": [0.0, 2.0], "y": [0.0, 0.0]}
     pred = {"image_id": [0, 0], "x": [1.0, 1.0], "y": [0.0, 0.0], "score": [0.5, 0.9]}
-    report = engine.evaluate(gt, pred, thresholds=[1.0], device="cpu")
+    report = pointscore.evaluate(gt, pred, thresholds=[1.0], device="cpu")
     assert report.summary["micro"]["tp"] == [2]
 
 
@@ -71,7 +71,7 @@ def test_empty_cases_follow_the_spec():
     pred = {"image_id": [0, 2], "x": [0.0, 5.0], "y": [0.0, 5.0], "class": ["a", "a"],
             "score": [0.9, 0.8]}
     images = {"image_id": [0, 1, 2, 3]}
-    s = engine.evaluate(gt, pred, images, thresholds=[1.0], device="cpu").summary
+    s = pointscore.evaluate(gt, pred, images, thresholds=[1.0], device="cpu").summary
     assert s["images"] == 4
     assert s["classes"]["a"]["tp"] == [1] and s["classes"]["a"]["fp"] == [1]
     assert s["classes"]["b"]["tp"] == [0] and s["classes"]["b"]["fn"] == [1]
@@ -86,7 +86,7 @@ def test_nothing_to_find_and_nothing_claimed_is_perfect():
           "class": np.array([1])}
     pred = {"image_id": np.array([0]), "x": np.array([9.0]), "y": np.array([9.0]),
             "class": np.array([2]), "score": np.array([0.3])}
-    s = engine.evaluate(gt, pred, thresholds=[1.0], device="cpu").summary
+    s = pointscore.evaluate(gt, pred, thresholds=[1.0], device="cpu").summary
     assert s["classes"]["2"]["ap"] == [None]          # no ground truth: AP undefined
     assert s["classes"]["2"]["recall"] == [0.0]       # TP+FN = 0 but FP > 0
     assert s["macro"]["precision"] == [0.0]           # only class 1 has ground truth
@@ -96,7 +96,7 @@ def test_nothing_to_find_and_nothing_claimed_is_perfect():
 def test_without_scores_ap_is_null():
     gt = {"image_id": [0], "x": [0.0], "y": [0.0]}
     pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
-    s = engine.evaluate(gt, pred, thresholds=[1.0, 2.0], device="cpu").summary
+    s = pointscore.evaluate(gt, pred, thresholds=[1.0, 2.0], device="cpu").summary
     assert s["macro"]["ap"] == [None, None] and s["map"] is None
     assert s["classes"]["0"]["ap"] == [None, None]
 
@@ -104,7 +104,7 @@ def test_without_scores_ap_is_null():
 def test_default_thresholds_and_map_range():
     gt = {"image_id": [0], "x": [0.0], "y": [0.0]}
     pred = {"image_id": [0], "x": [0.0], "y": [0.035], "score": [1.0]}
-    s = engine.evaluate(gt, pred, device="cpu").summary
+    s = pointscore.evaluate(gt, pred, device="cpu").summary
     assert s["config"]["thresholds"] == [0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1]
     # COCO's precision tp / (tp + fp + eps) is 1 - 1e-16 for a lone hit, as in pycocotools.
     assert s["macro"]["ap"] == pytest.approx([0.0] * 3 + [1.0] * 7, abs=1e-15)
@@ -117,7 +117,7 @@ def test_tightly_clustered_ground_truth_equals_naive(match):
     # offset overflowed int64: no match under bounds checks, SIGBUS without.
     gt = {"image_id": [0, 0], "x": [0.0, 1e-20], "y": [0.0, 0.0]}
     pred = {"image_id": [0], "x": [0.5], "y": [0.0], "score": [1.0]}
-    report = engine.evaluate(gt, pred, thresholds=[1.0], match=match, device="cpu")
+    report = pointscore.evaluate(gt, pred, thresholds=[1.0], match=match, device="cpu")
     assert report.summary["micro"]["tp"] == [1]
     assert_same(metrics(report.summary), naive_evaluate(gt, pred, None, (1.0,), match=match))
 
@@ -132,6 +132,6 @@ def test_coincident_points_equal_naive(match):
     gt["x"][::30] += rng.random(10)
     pred["y"][::25] -= rng.random(10)
     thresholds = (0.25, 0.5, 1.0)
-    report = engine.evaluate(gt, pred, thresholds=thresholds, match=match, device="cpu")
+    report = pointscore.evaluate(gt, pred, thresholds=thresholds, match=match, device="cpu")
     expected = naive_evaluate(gt, pred, None, thresholds, match=match)
     assert_same(metrics(report.summary), expected, approx_loc_error=match == "hungarian")

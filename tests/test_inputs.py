@@ -8,8 +8,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
 
-import engine
-from engine.io import InputError
+import pointscore
+from pointscore import InputError
 
 THRESHOLDS = (0.5, 1.0, 2.0)
 
@@ -81,7 +81,7 @@ def canonical(summary):
 
 @pytest.fixture(scope="module")
 def expected():
-    return engine.evaluate(GT, PRED, thresholds=THRESHOLDS, device="cpu").summary
+    return pointscore.evaluate(GT, PRED, thresholds=THRESHOLDS, device="cpu").summary
 
 
 def test_reference_case_is_not_trivial(expected):
@@ -98,7 +98,7 @@ def test_every_input_form_gives_the_same_summary(form, ids, expected, tmp_path):
     (tmp_path / "pred").mkdir()
     gt = as_form(long_table(GT, ids), form, tmp_path / "gt")
     pred = as_form(long_table(PRED, ids), form, tmp_path / "pred")
-    summary = engine.evaluate(gt, pred, thresholds=THRESHOLDS, device="cpu").summary
+    summary = pointscore.evaluate(gt, pred, thresholds=THRESHOLDS, device="cpu").summary
     assert canonical(summary) == canonical(expected)
     names = ["0", "1"] if ids == "integer" else ["c0", "c1"]
     assert list(summary["classes"]) == names
@@ -110,7 +110,7 @@ def test_images_table_in_any_form_gives_the_same_summary(expected, tmp_path):
     for form in ("parquet", "csv", "pandas", "dict"):
         (tmp_path / form).mkdir()
         source = as_form(images, form, tmp_path / form)
-        summary = engine.evaluate(GT, PRED, source, thresholds=THRESHOLDS, device="cpu").summary
+        summary = pointscore.evaluate(GT, PRED, source, thresholds=THRESHOLDS, device="cpu").summary
         assert summary == expected
 
 
@@ -118,21 +118,21 @@ def test_dictionary_encoded_and_large_string_columns_are_read_as_plain(expected)
     gt = long_table(GT, "string")
     gt = gt.set_column(0, "image_id", gt.column("image_id").dictionary_encode())
     gt = gt.set_column(3, "class", gt.column("class").cast(pa.large_string()))
-    summary = engine.evaluate(gt, long_table(PRED, "string"), thresholds=THRESHOLDS,
+    summary = pointscore.evaluate(gt, long_table(PRED, "string"), thresholds=THRESHOLDS,
                               device="cpu").summary
     assert canonical(summary) == canonical(expected)
 
 
 def test_header_only_csv_is_an_empty_prediction_table(tmp_path):
     (tmp_path / "pred.csv").write_text("image_id,x,y\n")
-    summary = engine.evaluate(GT_NO_CLASS, tmp_path / "pred.csv", thresholds=[1.0],
+    summary = pointscore.evaluate(GT_NO_CLASS, tmp_path / "pred.csv", thresholds=[1.0],
                               device="cpu").summary
     assert summary["pred_points"] == 0 and summary["micro"]["fn"] == [5]
 
 
 def problems(gt=GT_NO_CLASS, pred=PRED_NO_CLASS, images=None, **options):
     with pytest.raises(InputError) as caught:
-        engine.evaluate(gt, pred, images, thresholds=[1.0], device="cpu", **options)
+        pointscore.evaluate(gt, pred, images, thresholds=[1.0], device="cpu", **options)
     return caught.value.problems
 
 
@@ -289,7 +289,7 @@ def test_header_only_predictions_score_against_string_ids(tmp_path):
     gt.write_text("image_id,x,y\na,0,0\nb,1,1\n")
     pred = tmp_path / "pred.csv"
     pred.write_text("image_id,x,y\n")
-    s = engine.evaluate(str(gt), str(pred), thresholds=[1.0], device="cpu").summary
+    s = pointscore.evaluate(str(gt), str(pred), thresholds=[1.0], device="cpu").summary
     assert s["images"] == 2 and s["micro"]["fn"] == [2]
 
 
@@ -297,7 +297,7 @@ def test_nested_image_without_points_still_counts():
     point = pa.struct([("x", pa.float64()), ("y", pa.float64())])
     nested = pa.table({"image_id": [1, 2],
                        "points": pa.array([[{"x": 0.0, "y": 0.0}], []], pa.list_(point))})
-    s = engine.evaluate(nested, nested, thresholds=[1.0], device="cpu").summary
+    s = pointscore.evaluate(nested, nested, thresholds=[1.0], device="cpu").summary
     assert s["images"] == 2 and s["micro"]["tp"] == [1]
 
 
@@ -372,12 +372,12 @@ def test_nested_image_ids_are_checked_image_by_image(gt, line):
 ])
 def test_options_of_the_wrong_type_give_one_line(options, line):
     with pytest.raises(InputError) as caught:
-        engine.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu",
+        pointscore.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu",
                         **{"thresholds": [1.0], **options})
     assert caught.value.problems == [line]
 
 
 def test_options_of_any_numeric_type_are_accepted():
-    s = engine.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu", thresholds=np.float32(1.0),
+    s = pointscore.evaluate(GT_NO_CLASS, PRED_NO_CLASS, device="cpu", thresholds=np.float32(1.0),
                         score_threshold=np.int64(0)).summary
     assert s["config"]["thresholds"] == [1.0] and s["micro"]["tp"] == [3]

@@ -1,9 +1,10 @@
-"""Numba CPU kernels against the plain rules of kernels.reference, group by group."""
+"""Numba CPU kernels against the plain rules of tests/reference.py, group by group."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from kernels import ap, cpu, knn, reference
+import reference
+from pointscore.kernels import ap, candidates, rules
 
 SETTINGS = settings(max_examples=80, deadline=None)
 
@@ -50,12 +51,16 @@ def assert_every_pair_within(cand, g_off, p_off, group_keys, limit):
             assert got == expected
 
 
+NO_SCALES = np.zeros(0)
+NO_LISTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
 @SETTINGS
 @given(batch=groups())
 def test_candidates_are_every_pair_within_d_sorted_by_d2_then_gt(batch):
     gx, gy, g_off, px, py, p_off, d = batch
     assert_every_pair_within(
-        cpu.candidate_pairs(gx, gy, g_off, px, py, p_off, d), g_off, p_off,
+        candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d), g_off, p_off,
         lambda k: reference.pair_d2(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)),
         d * d)
 
@@ -66,11 +71,11 @@ def test_far_away_and_collinear_points_do_not_overflow_the_grid():
     px = np.array([1e12 + 0.5, -1e15, 1e300])
     py = np.array([0.0, 0.0, 0.0])
     off = np.array([0, 3], np.int64)
-    cand_off, cand_gt, cand_d2 = cpu.candidate_pairs(gx, gy, off, px, py, off, 1.0)
+    cand_off, cand_gt, cand_d2 = candidates.pair_lists(gx, gy, NO_SCALES, off, px, py, off, 1.0)
     assert cand_off.tolist() == [0, 1, 1, 1] and cand_gt.tolist() == [1]
 
 
-# Groups larger than knn.K, on a small integer board: windows run out, ties abound.
+# Groups larger than rules.K, on a small integer board: windows run out, ties abound.
 @pytest.mark.parametrize("rule", ["greedy", "nearest"])
 @SETTINGS
 @given(batch=groups(max_points=30), seed=st.integers(0, 2**32 - 1))
@@ -81,11 +86,19 @@ def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
 
 
 def _assert_knn_equals_reference(rule, batch, kept, score):
-    """kernels.knn's matching and AP matching, group by group, against kernels.reference."""
+    """kernels.rules' matching and AP matching, group by group, against the reference:
+    with the lazy grid search and with every pair listed (the two candidate providers)."""
+    gx, gy, g_off, px, py, p_off, d = batch
+    for lists in (NO_LISTS, candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d)):
+        _assert_rules_equal_reference(rule, batch, kept, score, lists)
+
+
+def _assert_rules_equal_reference(rule, batch, kept, score, lists):
     gx, gy, g_off, px, py, p_off, d = batch
     thresholds = np.array([d / 3, d / 2, d])
-    match_gt, match_d2, is_tp = knn.match_groups(rule == "nearest", p_off, g_off, px, py,
-                                                 gx, gy, kept, d, score, thresholds ** 2, True)
+    code = rules.NEAREST if rule == "nearest" else rules.GREEDY
+    match_gt, match_d2, is_tp = rules.match_groups(p_off, g_off, px, py, gx, gy, kept, d, code,
+                                                   score, thresholds ** 2, *lists)
     for k in range(g_off.size - 1):
         pred_xy, gt_xy = group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)
         idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
@@ -118,7 +131,7 @@ def test_tightly_clustered_gts_keep_cell_offsets_in_range(rule, spread):
 @pytest.mark.parametrize("rule", ["greedy", "nearest"])
 def test_coincident_points_match_the_reference(rule):
     # Hundreds of gts and predictions on one spot, a few around it: every pair at the
-    # spot ties, and windows of knn.K run out again and again.
+    # spot ties, and windows of rules.K run out again and again.
     rng = np.random.default_rng(5)
     gx, px = np.zeros(400), np.zeros(300)
     gx[::40], px[::30] = rng.random(10), rng.random(10)

@@ -4,16 +4,26 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 
-import engine
+import pointscore
 from datasets import datasets
-from engine.cli import main
+from pointscore.cli import main
 
 POLICIES = ["greedy", "nearest", "hungarian"]
 
 
+def by_row(table):
+    """The export in the predictions table's row order."""
+    return table.sort_by("pred_row").to_pydict()
+
+
 def _check(report, gt, pred, thresholds):
-    """The export agrees with the summary and with the tables it points into."""
-    matches = report.matches.to_pydict()
+    """The export agrees with the summary and with the tables it points into, and comes
+    ordered by image, then row."""
+    exported = report.matches.to_pydict()
+    order = sorted(range(len(exported["pred_row"])),
+                   key=lambda i: (exported["image_id"][i], exported["pred_row"][i]))
+    assert order == list(range(len(order)))
+    matches = by_row(report.matches)
     n_pred = len(pred["x"])
     assert matches["pred_row"] == list(range(n_pred))
     assert matches["image_id"] == list(np.asarray(pred["image_id"]))
@@ -37,18 +47,18 @@ def _check(report, gt, pred, thresholds):
 def test_matches_agree_with_the_summary_and_the_tables(match, data):
     gt, pred, images, thresholds = data
     score_threshold = 0.6 if "score" in pred else None
-    report = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    report = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                              score_threshold=score_threshold, device="cpu", matches=True)
     _check(report, gt, pred, thresholds)
-    assert engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    assert pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                            score_threshold=score_threshold, device="cpu").matches is None
 
 
 def test_radius_matches_are_in_radius_units():
     gt = {"image_id": [0, 0], "x": [0.0, 10.0], "y": [0.0, 0.0], "r": [2.0, 4.0]}
     pred = {"image_id": [0, 0], "x": [10.0, 3.0], "y": [3.0, 0.0]}
-    report = engine.evaluate(gt, pred, thresholds=[1.0], radius="r", device="cpu",
-                             matches=True).matches.to_pydict()
+    report = by_row(pointscore.evaluate(gt, pred, thresholds=[1.0], radius="r", device="cpu",
+                                        matches=True).matches)
     assert report["gt_row@1.0"] == [1, None]  # 3 > 1 * 2: the second finds nothing
     assert report["dist@1.0"] == [0.75, None]
 
@@ -56,8 +66,8 @@ def test_radius_matches_are_in_radius_units():
 def test_rows_are_the_tables_rows_whatever_their_order():
     gt = {"image_id": [2, 1, 2], "x": [0.0, 5.0, 9.0], "y": [0.0, 5.0, 9.0]}
     pred = {"image_id": [2, 2, 1, 3], "x": [9.0, 1.0, 5.0, 0.0], "y": [9.0, 0.0, 5.5, 0.0]}
-    table = engine.evaluate(gt, pred, thresholds=[0.75, 2.0], device="cpu",
-                            matches=True).matches.to_pydict()
+    table = by_row(pointscore.evaluate(gt, pred, thresholds=[0.75, 2.0], device="cpu",
+                                       matches=True).matches)
     assert table["gt_row@0.75"] == [2, None, 1, None]
     assert table["gt_row@2.0"] == [2, 0, 1, None]
     assert table["dist@2.0"] == [0.0, 1.0, 0.5, None]
@@ -71,7 +81,7 @@ def test_cli_writes_the_matches_file(tmp_path, capsys):
     out = tmp_path / "m.parquet"
     assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--thresholds", "1.5",
                  "--matches", str(out), "--json", "-"]) == 0
-    table = pq.read_table(out).to_pydict()
+    table = by_row(pq.read_table(out))
     assert table["gt_row@1.5"] == [1, 0] and table["dist@1.5"] == [1.0, 1.0]
     assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--matches",
                  str(tmp_path / "missing" / "m.parquet")]) == 2
@@ -92,5 +102,5 @@ def test_gpu_under_the_simulator_exports_the_same_matches(match):
     pred = {"image_id": rng.integers(0, 3, 40), "x": rng.integers(0, 9, 40) * 1.0,
             "y": rng.integers(0, 9, 40) * 1.0, "score": rng.choice([0.2, 0.7], 40)}
     kwargs = dict(thresholds=[1.0, 2.0], match=match, matches=True)
-    cpu = engine.evaluate(gt, pred, device="cpu", **kwargs).matches
-    assert engine.evaluate(gt, pred, device="gpu", **kwargs).matches.equals(cpu)
+    cpu = pointscore.evaluate(gt, pred, device="cpu", **kwargs).matches
+    assert pointscore.evaluate(gt, pred, device="gpu", **kwargs).matches.equals(cpu)

@@ -1,6 +1,6 @@
 import io
 
-from engine.progress import Progress
+from pointscore.progress import Progress
 
 
 class FakeTerminal(io.StringIO):

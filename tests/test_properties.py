@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
+import pointscore
 from datasets import datasets
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -19,7 +19,7 @@ def _take(table, mask):
 @given(data=datasets())
 def test_tp_bounded_and_never_falls_as_d_grows(match, data):
     gt, pred, images, thresholds = data
-    table = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    table = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                             device="cpu").per_image.to_pydict()
     tp = np.array([table[f"tp@{d!r}"] for d in thresholds])
     assert (tp <= np.minimum(table["gt_count"], table["pred_count"])).all()
@@ -39,9 +39,9 @@ def test_image_order_does_not_change_anything(match, data, seed):
         order = np.argsort(relabel[table["image_id"]], kind="stable")
         return _take(table, order)
 
-    expected = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    expected = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                                device="cpu").summary
-    actual = engine.evaluate(shuffled(gt), shuffled(pred), images, thresholds=thresholds,
+    actual = pointscore.evaluate(shuffled(gt), shuffled(pred), images, thresholds=thresholds,
                              match=match, device="cpu").summary
     assert actual == expected
 
@@ -58,10 +58,10 @@ def test_merged_shards_equal_the_whole_bit_for_bit(match, data, split_seed):
         return [_take(t, mask_of(np.isin(t["image_id"], ids_a))) for t in (gt, pred, images)]
 
     kwargs = dict(thresholds=thresholds, match=match, device="cpu")
-    whole = engine.evaluate(gt, pred, images, **kwargs).state.compute()
-    a = engine.evaluate(*shard(lambda m: m), **kwargs).state
-    b = engine.evaluate(*shard(lambda m: ~m), **kwargs).state
-    assert a.merge(b).compute() == whole
-    b_again = engine.evaluate(*shard(lambda m: ~m), **kwargs).state
-    a_again = engine.evaluate(*shard(lambda m: m), **kwargs).state
-    assert b_again.merge(a_again).compute() == whole
+    whole = pointscore.evaluate(gt, pred, images, **kwargs).state.summary()
+    a = pointscore.evaluate(*shard(lambda m: m), **kwargs).state
+    b = pointscore.evaluate(*shard(lambda m: ~m), **kwargs).state
+    assert a.merge(b).summary() == whole
+    b_again = pointscore.evaluate(*shard(lambda m: ~m), **kwargs).state
+    a_again = pointscore.evaluate(*shard(lambda m: m), **kwargs).state
+    assert b_again.merge(a_again).summary() == whole

@@ -2,9 +2,9 @@
 
 The engine against the plain-Python oracle for every rule (integer coordinates and
 radii whose squares are exact make ties and pairs exactly at t common), the kernels
-against kernels.reference group by group, and the edges: all radii 1 is the plain
+against tests/reference.py group by group, and the edges: all radii 1 is the plain
 path bit for bit, the k-NN scale's exactness against scipy's rounding, the errors,
-the GPU note and the refusal of streamed inputs.
+the GPU note, and streamed runs equal to in-memory ones.
 """
 import json
 
@@ -14,12 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
+import pointscore
 from datasets import datasets
-from engine.cli import main
-from engine.io import InputError
-from engine.stream import evaluate_stream
-from kernels import reference, scaled
+from pointscore.cli import main
+from pointscore import InputError
+from pointscore import evaluate_stream
+import reference
+from pointscore.kernels import candidates, knn_scales
 from naive import evaluate as naive_evaluate
 from test_evaluate import assert_same, metrics
 from test_kernels import group_xy, assert_every_pair_within
@@ -45,7 +46,7 @@ def with_radii(draw, radii=st.sampled_from(RADII), **options):
 def test_radius_column_equals_naive(match, data, use_score_threshold):
     gt, pred, images, thresholds = data
     score_threshold = 0.6 if use_score_threshold and "score" in pred else None
-    report = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    report = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                              score_threshold=score_threshold, radius="r", device="cpu")
     expected = naive_evaluate(gt, pred, images, thresholds, match=match,
                               score_threshold=score_threshold, radius="r")
@@ -71,10 +72,10 @@ def test_knn_scales_equal_naive(match, data, k, thresholds):
     gt, pred, images, _ = data
     if _has_zero_knn_scale(gt, k):
         with pytest.raises(InputError, match="scale 0"):
-            engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+            pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                             normalize="knn", knn_k=k, device="cpu")
         return
-    report = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match,
+    report = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match,
                              normalize="knn", knn_k=k, device="cpu")
     expected = naive_evaluate(gt, pred, images, thresholds, match=match, normalize="knn",
                               knn_k=k)
@@ -87,16 +88,16 @@ def test_knn_scales_equal_naive(match, data, k, thresholds):
 @given(data=datasets())
 def test_radii_of_one_are_the_plain_path_bit_for_bit(match, data):
     gt, pred, images, thresholds = data
-    plain = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match, device="cpu")
+    plain = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match, device="cpu")
     gt = dict(gt, r=np.ones(len(gt["x"])))
-    ones = engine.evaluate(gt, pred, images, thresholds=thresholds, match=match, radius="r",
+    ones = pointscore.evaluate(gt, pred, images, thresholds=thresholds, match=match, radius="r",
                            device="cpu")
     assert metrics(ones.summary) == metrics(plain.summary)
     assert ones.per_image.equals(plain.per_image)
     assert ones.summary["config"] == dict(plain.summary["config"], radius="r")
 
 
-# ---- the kernels against kernels.reference --------------------------------------------------
+# ---- the kernels against the reference --------------------------------------------------------
 
 @st.composite
 def groups(draw, max_points=8):
@@ -126,7 +127,7 @@ def groups(draw, max_points=8):
 def test_pairs_are_every_pair_within_t_sorted_by_key_then_gt(batch):
     gx, gy, gr, g_off, px, py, p_off, tmax = batch
     assert_every_pair_within(
-        scaled.scaled_pairs(gx, gy, gr, g_off, px, py, p_off, tmax), g_off, p_off,
+        candidates.pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax), g_off, p_off,
         lambda k: reference.pair_key(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k),
                                      gr[g_off[k]:g_off[k + 1]]),
         tmax * tmax)
@@ -142,7 +143,7 @@ def test_far_points_huge_radii_and_overflowing_reach():
     py = np.zeros(4)
     off = np.array([0, 4], np.int64)
     for tmax in (1.0, 1e160):
-        cand_off, cand_gt, cand_key = scaled.scaled_pairs(gx, gy, gr, off, px, py, off, tmax)
+        cand_off, cand_gt, cand_key = candidates.pair_lists(gx, gy, gr, off, px, py, off, tmax)
         with np.errstate(over="ignore"):
             key = reference.pair_key(np.column_stack([px, py]), np.column_stack([gx, gy]), gr)
         for p in range(4):
@@ -163,7 +164,7 @@ def test_knn_scales_are_exact_even_where_scipy_rounds_otherwise(n, k, spread, se
     else:
         xy = rng.integers(0, spread + 1, (n, 2)).astype(float)
     off = np.array([0, n], np.int64)
-    got = scaled.knn_scales(xy[:, 0].copy(), xy[:, 1].copy(), off, k)
+    got = knn_scales.knn_scales(xy[:, 0].copy(), xy[:, 1].copy(), off, k)
     expected = reference.knn_radii(xy, k)
     assert np.array_equal(got, expected, equal_nan=True)
 
@@ -173,7 +174,7 @@ def test_knn_scales_of_a_pile_of_duplicates_need_no_quadratic_query():
     x = np.r_[np.full(3000, 5.0), [0.0, 9.0, 5.0]]
     y = np.r_[np.full(3000, 5.0), [0.0, 5.0, 7.0]]
     off = np.array([0, x.size], np.int64)
-    r = scaled.knn_scales(x, y, off, 3)
+    r = knn_scales.knn_scales(x, y, off, 3)
     assert (r[:3000] == 0).all()
     far = np.sqrt(50.0)  # (0, 0) to the pile; three of them, summed left to right
     assert r[3000:].tolist() == [(far + far + far) / 3, 4.0, 2.0]
@@ -182,7 +183,7 @@ def test_knn_scales_of_a_pile_of_duplicates_need_no_quadratic_query():
 def test_knn_scale_is_the_mean_over_the_neighbours_there_are():
     gt = {"image_id": [0, 0, 0, 1], "x": [0.0, 3.0, 0.0, 7.0], "y": [0.0, 4.0, 8.0, 7.0]}
     off = np.array([0, 3, 4], np.int64)
-    r = scaled.knn_scales(np.array(gt["x"]), np.array(gt["y"]), off, 3)
+    r = knn_scales.knn_scales(np.array(gt["x"]), np.array(gt["y"]), off, 3)
     # Two others each; the lone point of image 1 gets NaN (the engine decides).
     assert r[:3].tolist() == [(5.0 + 8.0) / 2, (5.0 + 5.0) / 2, (8.0 + 5.0) / 2]
     assert np.isnan(r[3])
@@ -193,7 +194,7 @@ def test_knn_scale_is_the_mean_over_the_neighbours_there_are():
 def test_pair_exactly_at_t_times_r_matches_and_loc_error_is_in_scale_units():
     gt = {"image_id": [0, 0], "x": [0.0, 100.0], "y": [0.0, 0.0], "r": [2.5, 10.0]}
     pred = {"image_id": [0, 0], "x": [3.0, 103.0], "y": [4.0, 4.0]}  # distances 5 and 5
-    s = engine.evaluate(gt, pred, thresholds=[0.5, 1.999999, 2.0], radius="r",
+    s = pointscore.evaluate(gt, pred, thresholds=[0.5, 1.999999, 2.0], radius="r",
                         device="cpu").summary
     assert s["micro"]["tp"] == [1, 1, 2]
     assert s["micro"]["loc_error"] == [0.5, 0.5, 1.25]  # distance / r: 0.5 and 2.0
@@ -203,7 +204,7 @@ def test_knn_lone_point_takes_the_image_diagonal():
     gt = {"image_id": [0, 0, 1], "x": [0.0, 3.0, 1.0], "y": [0.0, 4.0, 1.0]}
     pred = {"image_id": [0, 1], "x": [0.0, 31.0], "y": [2.5, 41.0]}
     images = {"image_id": [0, 1], "width": [30.0, 60.0], "height": [40.0, 80.0]}
-    s = engine.evaluate(gt, pred, images, thresholds=[0.5], normalize="knn", device="cpu")
+    s = pointscore.evaluate(gt, pred, images, thresholds=[0.5], normalize="knn", device="cpu")
     # Image 0: scale 5, distance 2.5; image 1: scale 100 (the diagonal), distance 50.
     assert s.summary["micro"]["tp"] == [2]
     assert s.summary["micro"]["loc_error"] == [0.5]
@@ -212,7 +213,7 @@ def test_knn_lone_point_takes_the_image_diagonal():
 def test_default_summary_config_is_unchanged():
     gt = {"image_id": [0], "x": [0.0], "y": [0.0], "r": [1.0]}
     pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
-    config = engine.evaluate(gt, pred, thresholds=[1.0], device="cpu").summary["config"]
+    config = pointscore.evaluate(gt, pred, thresholds=[1.0], device="cpu").summary["config"]
     assert list(config) == ["thresholds", "match", "normalize", "score_threshold", "device",
                             "ap_interpolation"]
 
@@ -223,14 +224,14 @@ def test_gpu_request_runs_scaled_matching_on_the_cpu_with_a_note(match):
     gt = {"image_id": [0, 0, 1], "x": [0.0, 5.0, 2.0], "y": [0.0, 5.0, 2.0], "r": [1, 2, 3.0]}
     pred = {"image_id": [0, 0, 1], "x": [0.5, 6.0, 9.0], "y": [0.0, 6.0, 2.0],
             "score": [0.9, 0.5, 0.7]}
-    cpu = engine.evaluate(gt, pred, thresholds=[0.5, 1.0], radius="r", match=match,
+    cpu = pointscore.evaluate(gt, pred, thresholds=[0.5, 1.0], radius="r", match=match,
                           device="cpu")
-    gpu = engine.evaluate(gt, pred, thresholds=[0.5, 1.0], radius="r", match=match,
+    gpu = pointscore.evaluate(gt, pred, thresholds=[0.5, 1.0], radius="r", match=match,
                           device="gpu")
     assert metrics(gpu.summary) == metrics(cpu.summary)
     assert gpu.summary["config"]["device"] == "gpu"
-    assert gpu.notes == ["pointscore: matching with per-point scales (radius, knn) runs on "
-                         "the CPU; the GPU does the rest"]
+    assert gpu.notes == ["matching with per-point scales (radius, knn) runs on the CPU; the "
+                         "GPU does the rest"]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -247,7 +248,7 @@ def test_option_errors_are_one_line(options, message):
     pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
     images = {"image_id": [0], "width": [4.0], "height": [3.0]}
     with pytest.raises(InputError) as info:
-        engine.evaluate(gt, pred, images, thresholds=[1.0], device="cpu", **options)
+        pointscore.evaluate(gt, pred, images, thresholds=[1.0], device="cpu", **options)
     assert info.value.problems == [message]
 
 
@@ -256,17 +257,17 @@ def test_bad_radii_name_the_file_column_and_rows(tmp_path):
     path.write_text("image_id,x,y,sigma_l\n0,0,0,1\n0,1,1,0\n0,2,2,-1\n0,3,3,nan\n0,4,4,1e-200\n")
     pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
     with pytest.raises(InputError) as info:
-        engine.evaluate(str(path), pred, radius="sigma_l", device="cpu")
+        pointscore.evaluate(str(path), pred, radius="sigma_l", device="cpu")
     assert info.value.problems == [
         f"{path}: column 'sigma_l' has 1 missing, NaN or infinite values (row 3 (nan))"]
     path.write_text("image_id,x,y,sigma_l\n0,0,0,1\n0,1,1,0\n0,2,2,-1\n0,4,4,1e-200\n")
     with pytest.raises(InputError) as info:
-        engine.evaluate(str(path), pred, radius="sigma_l", device="cpu")
+        pointscore.evaluate(str(path), pred, radius="sigma_l", device="cpu")
     assert info.value.problems == [
         f"{path}: column 'sigma_l' has 2 non-positive values (rows 1, 2 (0.0, -1.0))"]
     path.write_text("image_id,x,y,sigma_l\n0,0,0,1\n0,4,4,1e-200\n")
     with pytest.raises(InputError) as info:
-        engine.evaluate(str(path), pred, radius="sigma_l", device="cpu")
+        pointscore.evaluate(str(path), pred, radius="sigma_l", device="cpu")
     assert info.value.problems == [
         f"{path}: column 'sigma_l' has 1 values whose square over- or underflows float64 "
         "(row 1 (1e-200))"]
@@ -276,7 +277,7 @@ def test_knn_errors_name_the_images():
     pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
     lone = {"image_id": [0, 0, 7, 9], "x": [0.0, 1.0, 0.0, 0.0], "y": [0.0, 0.0, 0.0, 0.0]}
     with pytest.raises(InputError) as info:
-        engine.evaluate(lone, pred, normalize="knn", device="cpu")
+        pointscore.evaluate(lone, pred, normalize="knn", device="cpu")
     assert info.value.problems == [
         "normalize 'knn': ground-truth points alone in their image and class (images 7, 9) "
         "are scaled by the image diagonal, which needs an images table with 'width' and "
@@ -284,7 +285,7 @@ def test_knn_errors_name_the_images():
     stacked = {"image_id": [0, 0, 0, 3, 3], "x": [0.0, 0.0, 5.0, 1.0, 2.0],
                "y": [0.0, 0.0, 5.0, 1.0, 2.0]}
     with pytest.raises(InputError) as info:
-        engine.evaluate(stacked, pred, normalize="knn", knn_k=1, device="cpu")
+        pointscore.evaluate(stacked, pred, normalize="knn", knn_k=1, device="cpu")
     assert info.value.problems == [
         "normalize 'knn': ground-truth points whose nearest others (up to 1) all lie on "
         "them have scale 0 (image 0)"]
@@ -319,24 +320,41 @@ def test_cli_nwpu_recipe(tmp_path, capsys):
     assert found == {"sigma_s": [0], "sigma_l": [1]}
 
 
-def test_cli_knn_k_and_refusals(tmp_path, capsys):
+def test_cli_knn_k_needs_knn(tmp_path, capsys):
     gt, pred = _nwpu_files(tmp_path)
     code = main(["evaluate", "--gt", gt, "--pred", pred, "--knn-k", "2", "--device", "cpu"])
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [
         "pointscore: usage error: --knn-k applies to --normalize knn only"]
-    # More points than a shard: streamed, where scales are refused for now.
-    for scale in (["--radius-column", "sigma_l"], ["--normalize", "knn"]):
-        code = main(["evaluate", "--gt", gt, "--pred", pred, "--shard-points", "2",
-                     "--device", "cpu", *scale])
-        err = capsys.readouterr().err.splitlines()
-        assert code == 2 and len(err) == 1 and "not available for streamed" in err[0]
 
 
-def test_evaluate_stream_refuses_knn(tmp_path):
+@pytest.mark.parametrize("scale", [["--radius-column", "sigma_l"], ["--normalize", "knn"]])
+def test_cli_streamed_scales_equal_in_memory(tmp_path, capsys, scale):
+    # More points than a shard: streamed, shard by shard, with the same summary.
     gt, pred = _nwpu_files(tmp_path)
-    with pytest.raises(InputError, match="not available for streamed or distributed"):
-        evaluate_stream(gt, pred, normalize="knn", device="cpu")
+    images = tmp_path / "images.parquet"
+    pq.write_table(pa.table({"image_id": [1, 2], "width": [100.0, 20.0],
+                             "height": [60.0, 20.0]}), images)
+    capsys.readouterr()
+    summaries = []
+    for shard in ("1000000", "2"):
+        code = main(["evaluate", "--gt", gt, "--pred", pred, "--images", str(images),
+                     "--shard-points", shard, "--device", "cpu", "--json", "-",
+                     "--thresholds", "0.5,1,2", *scale])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        summaries.append(json.loads(out))
+    assert summaries[0] == summaries[1]
+
+
+def test_evaluate_stream_takes_knn(tmp_path):
+    gt, pred = _nwpu_files(tmp_path)
+    images = {"image_id": [1, 2], "width": [100.0, 20.0], "height": [60.0, 20.0]}
+    streamed = evaluate_stream(gt, pred, images, normalize="knn", thresholds=[0.5, 1.0],
+                               shard_points=2, device="cpu")
+    whole = pointscore.evaluate(gt, pred, images, normalize="knn", thresholds=[0.5, 1.0],
+                                device="cpu")
+    assert streamed.summary == whole.summary
 
 
 def test_nested_layout_reads_the_radius_inside_points(tmp_path):
@@ -344,12 +362,12 @@ def test_nested_layout_reads_the_radius_inside_points(tmp_path):
     path = tmp_path / "gt.parquet"
     pq.write_table(pa.table({"image_id": [0], "points": points}), path)
     pred = {"image_id": [0, 0], "x": [1.5, 9.0], "y": [0.0, 9.75]}
-    s = engine.evaluate(str(path), pred, thresholds=[1.0], radius="s", device="cpu").summary
+    s = pointscore.evaluate(str(path), pred, thresholds=[1.0], radius="s", device="cpu").summary
     assert s["micro"]["tp"] == [1]
     pq.write_table(pa.table({"image_id": [0], "points": pa.array([[{"x": 0.0, "y": 0.0,
                                                                      "s": -2.0}]])}), path)
     with pytest.raises(InputError, match=r"column 'points.s' has 1 non-positive"):
-        engine.evaluate(str(path), pred, radius="s", device="cpu")
+        pointscore.evaluate(str(path), pred, radius="s", device="cpu")
 
 
 def test_nwpu_f1_equals_a_plain_maximum_cardinality_matching():
@@ -362,7 +380,7 @@ def test_nwpu_f1_equals_a_plain_maximum_cardinality_matching():
     gt, pred, _ = crowd(n_images=12, target_gt=600, max_per_image=120, seed=9)
     rng = np.random.default_rng(9)
     gt["sigma_l"] = rng.uniform(2.0, 12.0, gt["x"].size)
-    summary = engine.evaluate(gt, pred, thresholds=[1.0], radius="sigma_l", match="hungarian",
+    summary = pointscore.evaluate(gt, pred, thresholds=[1.0], radius="sigma_l", match="hungarian",
                               device="cpu").summary
     tp = 0
     for image in np.unique(np.concatenate([gt["image_id"], pred["image_id"]])):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
+import pointscore
 from naive import evaluate as naive_evaluate
 
 
@@ -32,10 +32,10 @@ def _take(table, mask):
 def test_any_number_of_shards_merged_in_any_grouping(data, n_shards, seed):
     gt, pred = data
     thresholds = (1.0, 2.0, 5.0)
-    whole = engine.evaluate(gt, pred, thresholds=thresholds, device="cpu").state.compute()
+    whole = pointscore.evaluate(gt, pred, thresholds=thresholds, device="cpu").state.summary()
     rng = np.random.default_rng(seed)
     shard_of = rng.integers(0, n_shards, 6)  # image id -> shard: shards interleave in ids
-    states = [engine.evaluate(_take(gt, shard_of[gt["image_id"]] == s),
+    states = [pointscore.evaluate(_take(gt, shard_of[gt["image_id"]] == s),
                               _take(pred, shard_of[pred["image_id"]] == s),
                               thresholds=thresholds, device="cpu").state
               for s in range(n_shards)]
@@ -43,7 +43,7 @@ def test_any_number_of_shards_merged_in_any_grouping(data, n_shards, seed):
         i, j = sorted(rng.choice(len(states), 2, replace=False))
         merged = states[i].merge(states.pop(j))
         states[i] = merged
-    assert states[0].compute() == whole
+    assert states[0].summary() == whole
 
 
 @settings(max_examples=40, deadline=None)
@@ -51,7 +51,7 @@ def test_any_number_of_shards_merged_in_any_grouping(data, n_shards, seed):
 def test_macro_means_over_many_classes_equal_naive(data):
     gt, pred = data
     thresholds = (1.0, 2.0, 5.0)
-    summary = engine.evaluate(gt, pred, thresholds=thresholds, device="cpu").summary
+    summary = pointscore.evaluate(gt, pred, thresholds=thresholds, device="cpu").summary
     expected = naive_evaluate(gt, pred, None, thresholds)
     assert summary["macro"] == expected["macro"]
     assert summary["map"] == expected["map"]
@@ -62,17 +62,17 @@ def test_a_state_without_predictions_merges_whatever_its_id_type():
     pred = {"image_id": np.array(["a"]), "x": [0.0], "y": [0.0], "score": [0.5]}
     none = {"image_id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0),
             "score": np.zeros(0)}
-    strings = engine.evaluate(gt, pred, thresholds=[1.0], device="cpu")
-    empty = engine.evaluate(none, none, thresholds=[1.0], device="cpu").state
-    expected = strings.state.compute()
-    assert empty.merge(strings.state).compute() == expected
+    strings = pointscore.evaluate(gt, pred, thresholds=[1.0], device="cpu")
+    empty = pointscore.evaluate(none, none, thresholds=[1.0], device="cpu").state
+    expected = strings.state.summary()
+    assert empty.merge(strings.state).summary() == expected
 
 
 def test_states_with_different_id_types_do_not_merge():
     pred = {"x": [0.0], "y": [0.0], "score": [0.5]}
-    by_int = engine.evaluate({"image_id": [1], "x": [0.0], "y": [0.0]},
+    by_int = pointscore.evaluate({"image_id": [1], "x": [0.0], "y": [0.0]},
                              {"image_id": [1], **pred}, thresholds=[1.0], device="cpu").state
-    by_str = engine.evaluate({"image_id": ["a"], "x": [0.0], "y": [0.0]},
+    by_str = pointscore.evaluate({"image_id": ["a"], "x": [0.0], "y": [0.0]},
                              {"image_id": ["a"], **pred}, thresholds=[1.0], device="cpu").state
     with pytest.raises(ValueError, match="image ids differ in type"):
         by_int.merge(by_str)

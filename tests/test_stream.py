@@ -1,10 +1,9 @@
-"""engine.stream: Parquet datasets scored shard by shard equal engine.evaluate bit for bit."""
+"""engine.stream: Parquet datasets scored shard by shard equal pointscore.evaluate bit for bit."""
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from argparse import Namespace
 
 import numpy as np
 import pyarrow as pa
@@ -12,11 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import engine
+import pointscore
 from bench import data
 from datasets import datasets
-from engine.io import InputError
-from engine.stream import evaluate_cli, evaluate_stream, streams
+from pointscore import InputError
+from pointscore import evaluate_stream
+from pointscore.cli import main
+from pointscore.cli.commands import streams
 
 LAYOUTS = ("sorted", "scattered", "hive")
 
@@ -68,7 +69,7 @@ def assert_same(streamed, expected):
 def test_stream_equals_evaluate(layouts, crowd, layout, strategy):
     gt, pred = layouts[layout]
     images = pa.table(crowd[2])
-    expected = engine.evaluate(gt, pred, images, normalize="wh", device="cpu")
+    expected = pointscore.evaluate(gt, pred, images, normalize="wh", device="cpu")
     streamed = evaluate_stream(gt, pred, images, normalize="wh", device="cpu",
                                shard_points=2500, strategy=strategy)
     assert_same(streamed, expected)
@@ -79,7 +80,7 @@ def test_other_policies_and_score_threshold(layouts, match):
     gt, pred = layouts["scattered"]
     kwargs = dict(thresholds=[2.0, 4.0], match=match, score_threshold=0.3, device="cpu")
     assert_same(evaluate_stream(gt, pred, shard_points=3000, **kwargs),
-                engine.evaluate(gt, pred, **kwargs))
+                pointscore.evaluate(gt, pred, **kwargs))
 
 
 def test_auto_filters_sorted_data_and_partitions_scattered(layouts, caplog):
@@ -111,7 +112,7 @@ def test_string_ids_and_nested_layout(crowd, tmp_path):
         paths.append(str(tmp_path / f"{name}.parquet"))
         pq.write_table(nested(table), paths[-1], row_group_size=7)
     assert_same(evaluate_stream(*paths, device="cpu", shard_points=2000),
-                engine.evaluate(*paths, device="cpu"))
+                pointscore.evaluate(*paths, device="cpu"))
 
 
 @pytest.mark.parametrize("strategy", ["filter", "partition"])
@@ -125,7 +126,7 @@ def test_nested_images_without_points_count_in_every_shard_cut(tmp_path, strateg
     paths = [str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet")]
     pq.write_table(gt, paths[0], row_group_size=1)
     pq.write_table(pred, paths[1], row_group_size=1)
-    expected = engine.evaluate(*paths, thresholds=[1.0], device="cpu")
+    expected = pointscore.evaluate(*paths, thresholds=[1.0], device="cpu")
     assert expected.summary["images"] == 3
     assert_same(evaluate_stream(*paths, thresholds=[1.0], device="cpu", shard_points=1,
                                 strategy=strategy), expected)
@@ -141,7 +142,7 @@ def test_id_types_that_differ_across_tables_are_one_line(tmp_path, images_ids):
     pq.write_table(pa.table(pred), paths[1])
     images = None if images_ids is None else {"image_id": np.array(images_ids)}
     with pytest.raises(InputError) as in_memory:
-        engine.evaluate(*paths, images, device="cpu")
+        pointscore.evaluate(*paths, images, device="cpu")
     with pytest.raises(InputError) as streamed:
         evaluate_stream(*paths, images, device="cpu", shard_points=1)
     assert streamed.value.problems == in_memory.value.problems
@@ -152,13 +153,13 @@ def test_per_image_written_shard_by_shard(layouts, tmp_path):
     out = tmp_path / "per_image.parquet"
     report = evaluate_stream(gt, pred, device="cpu", shard_points=2500, per_image_path=str(out))
     assert report.per_image is None
-    assert pq.read_table(out).equals(engine.evaluate(gt, pred, device="cpu").per_image)
+    assert pq.read_table(out).equals(pointscore.evaluate(gt, pred, device="cpu").per_image)
     assert os.listdir(tmp_path) == ["per_image.parquet"]
 
 
 def test_bad_rows_anywhere_are_reported_before_scoring(crowd, tmp_path):
     """Messages name the file and count rows within it: for a single file they are
-    engine.evaluate's own; a failed run leaves no output."""
+    pointscore.evaluate's own; a failed run leaves no output."""
     gt, pred, images = crowd
     bad = {**pred, "score": pred["score"].copy()}
     bad["score"][[3, len(bad["score"]) - 1]] = [np.nan, -1.0]
@@ -166,7 +167,7 @@ def test_bad_rows_anywhere_are_reported_before_scoring(crowd, tmp_path):
     pq.write_table(pa.table(bad), tmp_path / "pred.parquet", row_group_size=1000)
     paths = (str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet"))
     with pytest.raises(InputError) as expected:
-        engine.evaluate(*paths, device="cpu")
+        pointscore.evaluate(*paths, device="cpu")
     out = tmp_path / "per_image.parquet"
     with pytest.raises(InputError) as streamed:
         evaluate_stream(*paths, device="cpu", shard_points=1000, per_image_path=str(out))
@@ -192,7 +193,7 @@ def test_unknown_image_ids_as_engine_evaluate(crowd, tmp_path):
         pq.write_table(pa.table(table), tmp_path / f"{name}.parquet", row_group_size=500)
     paths = (str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet"))
     with pytest.raises(InputError) as expected:
-        engine.evaluate(*paths, fewer, device="cpu")
+        pointscore.evaluate(*paths, fewer, device="cpu")
     with pytest.raises(InputError) as streamed:
         evaluate_stream(*paths, fewer, device="cpu", shard_points=1000)
     assert streamed.value.problems == expected.value.problems
@@ -208,7 +209,7 @@ def test_images_without_points_and_no_images(tmp_path):
         for strategy in ("filter", "partition"):
             assert_same(evaluate_stream(*paths, imgs, device="cpu", shard_points=1,
                                         strategy=strategy),
-                        engine.evaluate(*paths, imgs, device="cpu"))
+                        pointscore.evaluate(*paths, imgs, device="cpu"))
 
 
 def _write_split(table, directory, cuts):
@@ -233,7 +234,7 @@ def test_any_split_into_shards_merges_exactly(data, shard_points, strategy, cuts
     with tempfile.TemporaryDirectory() as root:
         paths = [_write_split(t, f"{root}/{n}", cuts) for n, t in (("gt", gt), ("pred", pred))]
         try:
-            expected = engine.evaluate(*paths, images, **kwargs)
+            expected = pointscore.evaluate(*paths, images, **kwargs)
         except InputError as exc:  # e.g. a class column on one side only
             with pytest.raises(InputError) as streamed:
                 evaluate_stream(*paths, images, shard_points=shard_points, strategy=strategy,
@@ -244,24 +245,24 @@ def test_any_split_into_shards_merges_exactly(data, shard_points, strategy, cuts
                                     strategy=strategy, **kwargs), expected)
 
 
-def test_cli_entry_streams_directories(layouts, tmp_path):
+def test_cli_streams_directories_and_writes_per_image_rows_shard_by_shard(layouts, tmp_path,
+                                                                         capsys):
     gt, pred = layouts["sorted"]
-    args = Namespace(gt=gt, pred=pred, images=None, thresholds=[4.0, 8.0], normalize="none",
-                     match="greedy", score_threshold=None, device="cpu", workers=None,
-                     scheduler=None, scratch_dir=None, shard_points=2_000_000,
-                     radius_column=None, knn_k=None, game=None, breakdown=None, bins=None)
-    assert streams(gt, pred) and not streams(gt + "/part-000.parquet", pred + "/part-000.parquet")
+    assert streams(gt, pred, 2_000_000)
+    assert not streams(gt + "/part-000.parquet", pred + "/part-000.parquet", 2_000_000)
     out = tmp_path / "per_image.parquet"
-    report = evaluate_cli(args, str(out))
-    expected = engine.evaluate(gt, pred, thresholds=[4.0, 8.0], device="cpu")
-    assert report.summary == expected.summary
+    code = main(["evaluate", "--gt", gt, "--pred", pred, "--thresholds", "4,8", "--device",
+                 "cpu", "--per-image", str(out), "--shard-points", "5000", "--json", "-"])
+    assert code == 0
+    expected = pointscore.evaluate(gt, pred, thresholds=[4.0, 8.0], device="cpu")
+    assert json.loads(capsys.readouterr().out) == expected.summary
     assert pq.read_table(out).equals(expected.per_image)
 
 
 PEAK_RSS = """
 import json, sys
-import engine
-from engine.stream import evaluate_stream
+import pointscore
+from pointscore import evaluate_stream
 
 def peak_mib():
     with open("/proc/self/status") as status:
@@ -269,14 +270,14 @@ def peak_mib():
 
 gt, pred, how = sys.argv[1:]
 tiny = {"image_id": [0], "x": [0.0], "y": [0.0]}
-engine.evaluate(tiny, tiny, device="cpu")  # load the compiled kernels first
+pointscore.evaluate(tiny, tiny, device="cpu")  # load the compiled kernels first
 with open("/proc/self/clear_refs", "w") as refs:
     refs.write("5")  # reset the peak
 before = peak_mib()
 if how == "stream":
     evaluate_stream(gt, pred, device="cpu", shard_points=20_000)
 else:
-    engine.evaluate(gt, pred, device="cpu")
+    pointscore.evaluate(gt, pred, device="cpu")
 print(json.dumps(peak_mib() - before))
 """
 

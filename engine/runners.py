@@ -1,14 +1,11 @@
-"""engine.evaluate on a Dask cluster: image shards scored on the workers, merged exactly.
+"""Who runs a run's tasks: this process (``serial_map``), or a Dask cluster
+(``DaskMap``).
 
-    report = evaluate_distributed("gt/", "pred/", "images.parquet", workers=4)
-    report = evaluate_distributed("gt/", "pred/", scheduler="tcp://scheduler:8786")
-
-The steps are engine.stream's, and their tasks run on the workers: checking and
-counting (one task per piece of about ``shard_points`` input rows), partitioning
-unordered inputs, scoring the shards. Every task reads its own rows from the Parquet
+A mapper is ``mapper(fn, items, name, **shared)``: fn(item, **shared) for every item,
+results yielded in order. On a cluster every task reads its own rows from the Parquet
 dataset, so no points pass through the client: only id counts, metric states and
 per-image rows come back, and the states merge exactly, so the summary is the
-single-process one bit for bit. Workers must see the dataset at the same path; with
+single-process one bit for bit. Workers must see the dataset at the same path; with a
 ``scheduler`` they partition unordered inputs only into a ``scratch_dir`` that they
 all share (else each shard filters the dataset itself).
 
@@ -23,8 +20,7 @@ import uuid
 from contextlib import contextmanager
 
 from .device import gpu_usable
-from .io import InputError
-from .stream import DEFAULT_SHARD_POINTS, local_device, refuse_scales, run
+from .errors import InputError, first_line, option
 
 RETRIES = 2
 CONNECT_TIMEOUT_S = 20
@@ -34,12 +30,17 @@ class DistributedError(RuntimeError):
     """The cluster could not finish the run (exit status 1, one line)."""
 
 
+def serial_map(fn, items, name, **shared):
+    """fn(item, **shared) over items, one at a time as they are consumed, in order."""
+    return (fn(item, **shared) for item in items)
+
+
 def _dask():
     try:
         import distributed
     except ImportError:
-        raise InputError("--workers and --scheduler need dask.distributed: "
-                         "pip install 'pointscore[dask]'") from None
+        raise InputError(f"{option('workers')} and {option('scheduler')} need "
+                         "dask.distributed: pip install 'pointscore[dask]'") from None
     return distributed
 
 
@@ -76,7 +77,9 @@ def _quiet(name, level):
 
 
 @contextmanager
-def _client(workers, scheduler, device):
+def dask_client(workers, scheduler, device):
+    """A Dask client of a local cluster of ``workers`` processes, or of the cluster at
+    ``scheduler``, closed (and the local cluster shut down) on leaving."""
     distributed = _dask()  # before _quiet: importing it sets its loggers' levels
     with _quiet("distributed", logging.WARNING), _connect(distributed, workers, scheduler,
                                                           device) as client:
@@ -90,19 +93,15 @@ def _connect(distributed, workers, scheduler, device):
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             raise DistributedError(f"cannot reach the Dask scheduler at {scheduler}: "
-                                   f"{_first_line(exc)}") from None
+                                   f"{first_line(exc)}") from None
         with client:
             yield client
         return
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be a whole number >= 1, got {workers!r}")
+        raise InputError(f"{option('workers')} must be a whole number >= 1, got {workers!r}")
     with _local_cluster(distributed, workers, device) as cluster, \
             distributed.Client(cluster) as client:
         yield client
-
-
-def _first_line(exc):
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _same(value):
@@ -110,7 +109,7 @@ def _same(value):
 
 
 class DaskMap:
-    """engine.stream's mapper on a Dask client: one task per item, results in order."""
+    """A mapper on a Dask client: one task per item, results in order."""
 
     def __init__(self, client):
         self.client = client
@@ -139,31 +138,6 @@ class DaskMap:
                         f"running task {key}, the last at {last} (see its log)") from None
                 except (CommClosedError, OSError, TimeoutError) as exc:
                     raise DistributedError(f"the Dask run cannot finish: lost the cluster "
-                                           f"during task {key} ({_first_line(exc)})") from None
+                                           f"during task {key} ({first_line(exc)})") from None
         finally:  # nothing of this step stays on the cluster, finished or not
             self.client.cancel(held)
-
-
-def evaluate_distributed(gt, pred, images=None, *, thresholds=None, normalize="none",
-                         match="greedy", score_threshold=None, device="auto",
-                         shard_points=DEFAULT_SHARD_POINTS, per_image_path=None,
-                         workers=None, scheduler=None, strategy="auto", scratch_dir=None,
-                         progress=False):
-    """engine.evaluate for Parquet inputs, on a local Dask cluster of ``workers``
-    processes or on the cluster at ``scheduler``; the same summary bit for bit.
-    Arguments as engine.stream.evaluate_stream."""
-    if (workers is None) == (not scheduler):
-        raise InputError("give workers (a local cluster) or scheduler (an existing one), "
-                         "not both or neither")
-    refuse_scales(normalize)  # before a cluster is started for nothing
-    with _client(workers, scheduler, device) as client:
-        mapper = DaskMap(client)
-
-        def on_a_worker(name):  # the device the workers score on, and its note
-            return next(mapper(local_device, [name], "device"))
-
-        return run(gt, pred, images, thresholds=thresholds, normalize=normalize, match=match,
-                   score_threshold=score_threshold, device=device, shard_points=shard_points,
-                   per_image_path=per_image_path, strategy=strategy, scratch_dir=scratch_dir,
-                   mapper=mapper, resolve_device=on_a_worker, piece_rows=shard_points,
-                   can_partition=not scheduler or scratch_dir is not None, progress=progress)

@@ -1,4 +1,4 @@
-"""The spec's matching and AP rules in plain numpy: slow, obviously correct.
+"""The contract's matching and AP rules in plain numpy: slow, obviously correct.
 
 Each function takes one group (the points of one image and class, in row order) and
 one threshold, looks at every pair, and returns the matched pairs as a dict
@@ -9,7 +9,9 @@ distances, d²/r² for per-ground-truth scales (docs/scaled.md).
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .ap import EPS, RECALL_POINTS
+
+EPS = np.spacing(1)  # pycocotools' denominator guard
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 def pair_d2(pred_xy, gt_xy):

@@ -1,0 +1,165 @@
+"""What each subcommand does with its parsed arguments: library calls, then outputs."""
+import os
+import sys
+from contextlib import ExitStack
+
+from .. import compare as comparing
+from .. import convert as converting
+from ..errors import InputError, label_of, option
+from ..evaluate import evaluate, evaluate_distributed, evaluate_stream
+from ..outputs import (
+    atomic_path,
+    output_path_problem,
+    output_problems,
+    summary_json,
+    write_json,
+    write_table,
+)
+from ..read import READ_ERRORS, is_parquet
+from ..terminal import crowd_table, ranking_table, text_table
+
+SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
+
+
+def _scoring(args):
+    """The scoring options of pointscore.evaluate from the parsed arguments."""
+    if args.knn_k is not None and args.normalize != "knn":
+        raise InputError(f"usage error: {option('knn_k')} applies to {option('normalize')} "
+                         "knn only")
+    options = {name: getattr(args, name) for name in SCORING}
+    if args.knn_k is not None:
+        options["knn_k"] = args.knn_k
+    return options
+
+
+def _check_outputs(outputs):
+    """Refuse outputs that cannot be written before the work, not after it."""
+    problems = output_problems(outputs)
+    if problems:
+        raise InputError(problems)
+
+
+def streams(gt, pred, shard_points):
+    """Whether to stream: a Parquet input that is a dataset directory, or Parquet inputs
+    holding more rows together than one shard."""
+    import pyarrow.parquet as pq
+    parquet = [p for p in (gt, pred) if is_parquet(p) and os.path.exists(p)]
+    if any(os.path.isdir(p) for p in parquet):
+        return True
+    try:
+        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parquet)
+    except READ_ERRORS:
+        return False  # reading it whole says what is wrong
+    return rows > shard_points
+
+
+def evaluate_command(args):
+    _check_outputs({"json": args.json, "per_image": args.per_image, "matches": args.matches,
+                    "report": args.report})
+    if args.workers and args.scheduler:
+        raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
+                         f"{option('scheduler')} (an existing one), not both")
+    scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins)
+    distributed = args.workers is not None or args.scheduler
+    with ExitStack() as stack:
+        per_image, matches = (stack.enter_context(atomic_path(path)) if path else None
+                              for path in (args.per_image, args.matches))
+        sharded = dict(shard_points=args.shard_points, scratch_dir=args.scratch_dir,
+                       per_image_path=per_image, matches_path=matches, progress=None)
+        if distributed:
+            report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
+                                          workers=args.workers, scheduler=args.scheduler)
+        elif streams(args.gt, args.pred, args.shard_points):
+            report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded)
+        else:
+            report = evaluate(args.gt, args.pred, args.images, **scoring,
+                              matches=matches is not None)
+            for table, path in ((report.per_image, per_image), (report.matches, matches)):
+                if path:
+                    write_table(table, path, atomic=False)
+        for line in report.notes:
+            print(f"pointscore: {line}", file=sys.stderr)
+        if args.json and args.json != "-":
+            with open(stack.enter_context(atomic_path(args.json)), "w", encoding="utf-8") as out:
+                out.write(summary_json(report.summary))
+        if args.report:  # last: it is renamed into place at once
+            from ..html_report import write_report
+            write_report(args.report, {comparing.default_names([args.pred])[0]: report})
+    if args.json == "-":
+        sys.stdout.write(summary_json(report.summary))
+    else:
+        sys.stdout.write(text_table(report.summary) + crowd_table(report.summary))
+    return report
+
+
+def compare_command(args):
+    _check_outputs({"json": args.json, "report": args.report})
+    names = [name.strip() for name in args.names.split(",")] if args.names else None
+    comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
+                                   **_scoring(args), n_resamples=args.n_resamples,
+                                   seed=args.seed, confidence=args.confidence,
+                                   rank_by=args.rank_by)
+    notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
+    for line in notes:
+        print(f"pointscore: {line}", file=sys.stderr)
+    if args.report:
+        from ..html_report import write_report
+        write_report(args.report, comparison.reports, comparison.summary)
+    if args.json:
+        write_json(comparison.summary, args.json)  # atomic; '-' prints it alone
+    if args.json != "-":
+        sys.stdout.write(ranking_table(comparison.summary))
+    return comparison
+
+
+def _check_out(path, name):
+    if not path.lower().endswith((".parquet", ".pq")):
+        raise InputError(f"{option(name)}: {label_of(path)!r} must end in .parquet or .pq "
+                         f"(pointscore reads files by their extension)")
+    problem = output_path_problem(name, path)
+    if problem:
+        raise InputError(problem)
+
+
+def convert_command(args):
+    """Do the conversion the parsed arguments ask for; write the outputs atomically."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    _check_out(args.out, "out")
+    if args.images_out:
+        _check_out(args.images_out, "images_out")
+        if os.path.abspath(args.images_out) == os.path.abspath(args.out):
+            raise InputError(f"{option('images_out')} must differ from {option('out')}")
+    for name, value, fmt in (("mapping", args.mapping, "csv"), ("mat_key", args.mat_key, "mat"),
+                             ("delimiter", args.delimiter, "csv")):
+        if value and args.fmt != fmt:
+            raise InputError(f"{option(name)} applies to {option('fmt')} {fmt} only")
+    if args.images_out and args.fmt == "csv":
+        raise InputError(f"{option('images_out')}: a CSV of points does not list its images")
+    points, images = converting.convert(args.fmt, args.inputs, role=args.role,
+                                        mapping=converting.parse_mapping(args.mapping),
+                                        delimiter=args.delimiter, mat_key=args.mat_key,
+                                        keep_class=args.keep_class)
+    if args.images_out and images is None:
+        raise InputError(f"{option('images_out')}: a COCO results list does not list its "
+                         "images")
+    with ExitStack() as stack:
+        pq.write_table(points, stack.enter_context(atomic_path(args.out)))
+        if args.images_out:
+            pq.write_table(images, stack.enter_context(atomic_path(args.images_out)))
+    n_images = pc.count_distinct(points.column("image_id")).as_py() if points.num_rows else 0
+    print(f"wrote {points.num_rows} points of {n_images} images to {label_of(args.out)}")
+    if images is not None:
+        empty = images.num_rows - n_images
+        if args.images_out:
+            print(f"wrote {images.num_rows} images ({empty} without points) to "
+                  f"{label_of(args.images_out)}")
+        elif empty:
+            print(f"pointscore: note: {empty} images have no points and are not in "
+                  f"{label_of(args.out)}; write --images-out and pass it as --images to keep "
+                  "them in the counting metrics", file=sys.stderr)
+    return points, images
+
+
+COMMANDS = {"evaluate": evaluate_command, "compare": compare_command,
+            "convert": convert_command}

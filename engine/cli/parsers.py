@@ -1,0 +1,206 @@
+"""The command line's arguments: one parser per subcommand, every flag defined here."""
+import argparse
+import math
+
+from ..convert import FORMATS
+from ..errors import InputError
+from ..evaluate import DEFAULT_SHARD_POINTS
+from ..options import (
+    BREAKDOWNS,
+    DEFAULT_KNN_K,
+    DEVICES,
+    MATCH,
+    MAX_GAME_LEVEL,
+    MAX_THRESHOLDS,
+    NORMALIZE,
+)
+
+# Library option names whose flag is not "--" + the name with dashes.
+FLAGS = {"radius": "--radius-column", "n_resamples": "--bootstrap", "mapping": "--map",
+         "fmt": "--from"}
+
+
+def flag(name):
+    """The command line's flag for a library option name."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage errors are input errors: one line, exit status 2."""
+
+    def error(self, message):
+        command = self.prog.split()[-1]
+        hint = "pointscore --help" if command == "pointscore" else f"pointscore {command} --help"
+        raise InputError(f"usage error: {message} (see '{hint}')")
+
+
+def parse_thresholds(text):
+    """'start:stop:step' (stop included within half a step) or 'a,b,c', sorted and
+    distinct. (argparse types raise ArgumentTypeError: it names the flag.)"""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if not (math.isfinite(start) and math.isfinite(stop) and step > 0
+                    and stop >= start):
+                raise argparse.ArgumentTypeError(f"start:stop:step needs finite start <= stop "
+                                                 f"and step > 0, got '{text}'")
+            n = (stop - start) / step + 0.5  # may be inf for a tiny step
+            if n >= MAX_THRESHOLDS:
+                raise argparse.ArgumentTypeError(f"'{text}' gives more than {MAX_THRESHOLDS} "
+                                                 "thresholds")
+            values = [round(start + i * step, 10) for i in range(int(n) + 1)]
+        else:
+            values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected start:stop:step or a,b,c with numbers, "
+                                         f"got '{text}'") from None
+    if any(not 0 < v < math.inf for v in values):
+        raise argparse.ArgumentTypeError(f"every threshold must be finite and > 0, got "
+                                         f"'{text}'")
+    return sorted(set(values))
+
+
+def parse_numbers(text):
+    """An argparse type: numbers separated by commas."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got "
+                                         f"'{text}'") from None
+
+
+def whole_number(minimum):
+    """An argparse type: a whole number >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, "
+                                             f"got '{text}'")
+        return value
+    return parse
+
+
+def _scoring(parser, images_help):
+    """pointscore.evaluate's scoring options, for every subcommand that scores."""
+    parser.add_argument("--images", help=images_help)
+    parser.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
+                        help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
+    parser.add_argument("--normalize", choices=NORMALIZE, default="none",
+                        help="knn: thresholds in units of each gt's mean distance to its "
+                             "--knn-k nearest gts (docs/scaled.md)")
+    parser.add_argument("--radius-column", dest="radius", metavar="NAME",
+                        help="a gt column of per-point scales (e.g. NWPU's sigma_l): match "
+                             "when distance <= threshold * radius (docs/scaled.md)")
+    parser.add_argument("--knn-k", type=whole_number(1), metavar="K",
+                        help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
+    parser.add_argument("--match", choices=MATCH, default="greedy")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="keep predictions with score >= S at the operating point")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def _evaluate(commands):
+    ev = commands.add_parser("evaluate", help="score one prediction table")
+    ev.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
+    ev.add_argument("--pred", required=True, help="predicted points")
+    _scoring(ev, "images table: image_id[, width, height]")
+    ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
+    ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    ev.add_argument("--matches", metavar="PATH.parquet",
+                    help="write every prediction's matched gt row and distance per threshold")
+    ev.add_argument("--report", metavar="DIR",
+                    help="write a self-contained HTML report (needs matplotlib: the plot extra)")
+    crowd = ev.add_argument_group(
+        "crowd counting", "added to the summary only when asked for (docs/counting.md); "
+        "--pred may also be per-image counts: image_id, count[, class]")
+    crowd.add_argument("--game", type=int, choices=range(MAX_GAME_LEVEL + 1), metavar="L",
+                       help="GAME(0..L) on 2^l x 2^l grids (needs --images with width, height)")
+    crowd.add_argument("--breakdown", choices=BREAKDOWNS,
+                       help="metrics per bin of true count, or of count per megapixel")
+    crowd.add_argument("--bins", type=parse_numbers, metavar="E0,E1,...",
+                       help="upper bin edges (default 0,100,500,5000, NWPU-Crowd's scene "
+                            "levels: [0,0], (0,100], ..., (5000,inf))")
+    big = ev.add_argument_group(
+        "large datasets", "Parquet dataset directories, and Parquet inputs of more points "
+        "than one shard, are streamed shard by shard in bounded memory")
+    big.add_argument("--workers", type=whole_number(1), metavar="N",
+                     help="score on a local Dask cluster of N worker processes")
+    big.add_argument("--scheduler", metavar="ADDRESS",
+                     help="score on the Dask cluster at ADDRESS (tcp://host:8786)")
+    big.add_argument("--shard-points", type=whole_number(1), metavar="N",
+                     default=DEFAULT_SHARD_POINTS,
+                     help=f"points per shard (default {DEFAULT_SHARD_POINTS:,})")
+    big.add_argument("--scratch-dir", metavar="DIR",
+                     help="where inputs not sorted by image_id are partitioned "
+                          "(default TMPDIR; with --scheduler, a directory every worker shares)")
+
+
+def _compare(commands):
+    parser = commands.add_parser(
+        "compare", help="rank several prediction tables against one ground truth",
+        description="Score several prediction tables against one ground truth and rank "
+                    "them, with bootstrap intervals (resampling images) and paired "
+                    "p-values (docs/compare.md).")
+    parser.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
+    parser.add_argument("--pred", required=True, nargs="+", metavar="PRED",
+                        help="one predictions table per submission")
+    parser.add_argument("--names", metavar="A,B,...",
+                        help="submission names, one per --pred (default: file stems)")
+    _scoring(parser, "images table: image_id[, width, height] (default: every image id of "
+                     "the ground truth and all submissions)")
+    parser.add_argument("--bootstrap", dest="n_resamples", type=whole_number(0), default=1000,
+                        metavar="N", help="bootstrap resamples of the images (default 1000; "
+                                          "0: no intervals or p-values)")
+    parser.add_argument("--seed", type=whole_number(0), default=0,
+                        help="bootstrap seed (default 0)")
+    parser.add_argument("--confidence", type=float, default=0.95,
+                        help="interval coverage (default 0.95)")
+    parser.add_argument("--rank-by", default="map", metavar="map|mae|rmse|f1@D",
+                        help="the ranking metric (default map)")
+    parser.add_argument("--json", metavar="PATH|-",
+                        help="write the comparison as JSON ('-': stdout only)")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write a self-contained HTML report (needs matplotlib)")
+
+
+def _convert(commands):
+    parser = commands.add_parser(
+        "convert", help="convert crowd-counting annotations to pointscore's Parquet",
+        description="Convert NWPU-Crowd txt/json, ShanghaiTech/UCF-QNRF .mat, COCO "
+                    "keypoint JSON or CSV points to the long Parquet layout "
+                    "(image_id, x, y[, score, class]).")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="a file, or a directory of files in the format")
+    parser.add_argument("--from", dest="fmt", required=True, choices=FORMATS,
+                        help="the input format")
+    parser.add_argument("--role", choices=("gt", "pred"),
+                        help="ground truth or predictions: required for nwpu-txt; checked "
+                             "for coco; chooses the checks for csv")
+    parser.add_argument("--out", required=True, metavar="PATH.parquet",
+                        help="the points table to write")
+    parser.add_argument("--images-out", metavar="PATH.parquet",
+                        help="also write the images table (every image the source names, "
+                             "empty ones included; width/height from COCO)")
+    parser.add_argument("--map", dest="mapping", default="", metavar="OLD=NEW,...",
+                        help="csv: rename columns, e.g. img=image_id,px=x,py=y")
+    parser.add_argument("--delimiter", default=None,
+                        help="csv: field delimiter (default ',' or tab for .tsv)")
+    parser.add_argument("--mat-key", default=None, metavar="NAME",
+                        help="mat: the variable holding the N x 2 points (default: "
+                             "image_info or annPoints)")
+    parser.add_argument("--no-class", dest="keep_class", action="store_false",
+                        help="coco: leave category_id out (single-class data)")
+
+
+def build():
+    """The ``pointscore`` parser; each subcommand's namespace has ``command``."""
+    parser = Parser(prog="pointscore", description="Score point predictions against "
+                    "ground truth: counting errors, P/R/F1 and mAP@d.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    _evaluate(commands)
+    _compare(commands)
+    _convert(commands)
+    return parser

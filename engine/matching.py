@@ -1,0 +1,63 @@
+"""A batch's matched pairs at every threshold, under the run's rule, and AP's is-TP."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from pointscore.kernels import rules
+from pointscore.kernels.hungarian import match_threshold
+
+from .cpu import pair_lists
+
+RULES = {"greedy": rules.GREEDY, "nearest": rules.NEAREST}
+
+
+@dataclass
+class Matching:
+    """One batch's matched pairs: prediction and gt indices (batch order), key (d², or
+    d²/r² with per-point scales), the first threshold each pair counts at and whether
+    it counts at every larger one too (the monotone rules), with AP's is_tp
+    (n_t, n_pred) or None without scores."""
+    pred: np.ndarray
+    gt: np.ndarray
+    d2: np.ndarray
+    first_t: np.ndarray
+    running: bool
+    is_tp: np.ndarray
+
+    def at(self, t):
+        """Mask of the pairs matched at threshold index t."""
+        return self.first_t <= t if self.running else self.first_t == t
+
+
+def kept_predictions(batch, score_threshold):
+    """Predictions kept at the operating point (docs/metrics.md)."""
+    if score_threshold is None:
+        return np.ones(batch.pred_off[-1], bool)
+    return batch.pred_score >= score_threshold
+
+
+def match_batch(batch, options, kept, backend, scales=None):
+    """Every matched pair of the batch at every threshold, and AP's is_tp: a Matching.
+    ``scales``: each gt's scale (engine.scales), or None for plain distances."""
+    thresholds = options.threshold_array
+    t2 = thresholds * thresholds
+    tmax = float(thresholds[-1])
+    ap_t2 = t2 if batch.pred_score is not None else np.zeros(0)
+    if options.match == "hungarian":
+        # Optimal matching is not monotone in t and needs every pair: on the CPU,
+        # per threshold, over the pairs of each connected component.
+        lists = pair_lists(batch, tmax, scales)
+        found = [match_threshold(batch.pred_off, batch.gt_off, *lists, kept, float(t))
+                 for t in thresholds]
+        is_tp = backend.match(batch, tmax, kept, rules.NO_RULE, ap_t2, scales, lists)[2] \
+            if ap_t2.size else None
+        return Matching(*(np.concatenate([f[k] for f in found]) for k in range(3)),
+                        np.repeat(np.arange(thresholds.size), [f[0].size for f in found]),
+                        False, is_tp)
+    match_gt, match_key, is_tp = backend.match(batch, tmax, kept, RULES[options.match], ap_t2,
+                                               scales)
+    pred = np.flatnonzero(match_gt >= 0)
+    key = match_key[pred]
+    # The pair counts from the first threshold that admits it onwards.
+    return Matching(pred, match_gt[pred], key, np.searchsorted(t2, key, side="left"), True,
+                    is_tp if ap_t2.size else None)

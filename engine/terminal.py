@@ -1,0 +1,123 @@
+"""Summaries as readable tables for the terminal."""
+import numpy as np
+
+from .compare import rank_key
+
+
+def fmt(value, digits=4):
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def text_table(summary):
+    """A readable summary for the terminal."""
+    cfg = summary["config"]
+    counting = summary["counting"]
+    lines = [
+        f"pointscore {summary['version']}  match={cfg['match']}  normalize={cfg['normalize']}  "
+        f"score_threshold={fmt(cfg['score_threshold'])}  device={cfg['device']}"
+        + "".join(f"  {k}={cfg[k]}" for k in ("radius", "knn_k") if k in cfg),
+        f"images {summary['images']}  gt points {summary['gt_points']}  "
+        f"predicted points {summary['pred_points']}  classes {len(summary['classes'])}",
+        f"counting  MAE {fmt(counting['mae'])}  RMSE {fmt(counting['rmse'])}  "
+        f"NAE {fmt(counting['nae'])}",
+        "",
+    ]
+    header = ("d", "TP", "FP", "FN", "precision", "recall", "F1", "loc_error", "AP")
+    micro, macro = summary["micro"], summary["macro"]
+    rows = [header]
+    for t, d in enumerate(cfg["thresholds"]):
+        rows.append((f"{d:g}", fmt(micro["tp"][t]), fmt(micro["fp"][t]), fmt(micro["fn"][t]),
+                     fmt(micro["precision"][t]), fmt(micro["recall"][t]), fmt(micro["f1"][t]),
+                     fmt(micro["loc_error"][t]), fmt(macro["ap"][t])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        lines.append("  ".join(cell.rjust(w) for cell, w in zip(r, widths)))
+    lines.append("")
+    lines.append("precision/recall/F1/loc_error: micro (pooled over images and classes); "
+                 "AP: mean over classes with ground truth")
+    lines.append(f"mAP@d [{cfg['thresholds'][0]:g}:{cfg['thresholds'][-1]:g}] = "
+                 f"{fmt(summary['map'])}")
+    return "\n".join(lines) + "\n"
+
+
+def crowd_table(summary):
+    """GAME and breakdown lines for the terminal ('' when neither was asked for)."""
+    lines = []
+    if "game" in summary:
+        g = summary["game"]
+        lines += ["", "GAME(l)  " + "  ".join(f"l={v}" for v in g["levels"]),
+                  "  pooled " + "  ".join(fmt(v) for v in g["pooled"])]
+        if len(g["classes"]) > 1:
+            lines += [f"  {name} " + "  ".join(fmt(v) for v in values)
+                      for name, values in g["classes"].items()]
+    if "breakdown" in summary:
+        b, d = summary["breakdown"], summary["config"]["thresholds"]
+        shown = sorted({0, len(d) - 1})  # F1 at the smallest and largest threshold
+        rows = [("bin", "images", "gt", "pred", "MAE", "RMSE", "NAE",
+                 *(f"F1@{d[t]:g}" for t in shown))]
+        for item in b["bins"]:
+            lo = "[" if item is b["bins"][0] else "("
+            hi = "inf)" if item["hi"] is None else f"{item['hi']:g}]"
+            rows.append((f"{lo}{item['lo']:g}, {hi}", str(item["images"]),
+                         str(item["gt_count"]), fmt(item["pred_count"], 2),
+                         *(fmt(item["counting"][k]) for k in ("mae", "rmse", "nae")),
+                         *(fmt(item["f1"][t]) for t in shown)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["", f"by true {'count' if b['by'] == 'count' else 'count per megapixel'}"]
+        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+
+def ranking_table(summary):
+    """A compare run's ranking: values with their intervals, and p (beats next)."""
+    cfg = summary["config"]
+    thresholds = np.array(cfg["thresholds"])
+    metric, t = rank_key(cfg["rank_by"], thresholds)
+    shown_t = t if metric == "f1" else (thresholds.size - 1) // 2
+    with_ci = cfg["n_resamples"] > 0
+    ci = f" [{cfg['confidence']:.0%} CI]" if with_ci else ""
+    header = ("rank", "name", f"mAP{ci}", f"MAE{ci}", f"RMSE{ci}",
+              f"F1@{thresholds[shown_t]:g}{ci}", f"p beats next ({cfg['rank_by']})")
+    rows = [header]
+    for row in summary["ranking"]:
+        intervals = summary["submissions"][row["name"]]["intervals"] or {}
+        p = row["p_beats_next"]
+        p_shown = None if p is None else (p["f1"][t] if metric == "f1" else p[metric])
+        rows.append((str(row["rank"]), row["name"],
+                     _with_interval(row["map"], intervals.get("map"), with_ci),
+                     _with_interval(row["mae"], intervals.get("mae"), with_ci),
+                     _with_interval(row["rmse"], intervals.get("rmse"), with_ci),
+                     _with_interval(row["f1"][shown_t],
+                                    intervals["f1"][shown_t] if intervals else None, with_ci),
+                     _number(p_shown)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    first = next(iter(summary["submissions"].values()))["summary"]
+    lines = [f"pointscore {summary['version']}  {len(summary['ranking'])} submissions  "
+             f"images {first['images']}  match={cfg['match']}  normalize={cfg['normalize']}  "
+             f"ranked by {cfg['rank_by']}", ""]
+    lines += ["  ".join(cell.ljust(w) if i == 1 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    lines.append("")
+    if with_ci:
+        lines.append(f"{cfg['n_resamples']} bootstrap resamples of the images (seed "
+                     f"{cfg['seed']}), percentile intervals; p: one-sided, that a submission "
+                     f"beats the next one")
+    else:
+        lines.append("no bootstrap (--bootstrap 0): no intervals or p-values")
+    return "\n".join(lines) + "\n"
+
+
+def _number(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _with_interval(value, interval, with_ci):
+    if not with_ci:
+        return _number(value)
+    shown = "[-]" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+    return f"{_number(value)} {shown}"
