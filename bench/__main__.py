@@ -35,7 +35,7 @@ from bench import compare, data, peers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-THRESHOLDS = np.round(np.arange(1, 11) * 0.01, 10)  # the spec's default, as pointscore uses it
+THRESHOLDS = np.round(np.arange(1, 11) * 0.01, 10)  # the contract's default, as pointscore uses it
 TARGET_SECONDS, TARGET_RSS = 5.0, 2 * 1024**3  # NWPU scale, warm, on the 2-core reference machine
 
 
@@ -340,7 +340,7 @@ def run_profile(args, log):
     print(f"machine: {machine_description()}")
     stages.print_profile(best, total, n_points,
                          f"preset {args.preset}, {len(tables[2]['image_id'])} images, {n_points:,} points, "
-                         f"match={args.match}, AP, 10 thresholds, normalize=wh, device={summary['device']}, "
+                         f"match={args.match}, AP, 10 thresholds, normalize=wh, device={summary['config']['device']}, "
                          f"fastest of {args.repeats} after a warm-up")
     if args.json:
         _write_json({"machine": machine_description(), "preset": args.preset, "match": args.match,

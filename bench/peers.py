@@ -13,10 +13,10 @@ distance threshold d becomes t(d) = exp(-(d * 2**m)**2 / 8), computed with the s
 expression, and OKS >= t(d) exactly when dist² <= d² (up to exp's rounding within an
 ulp of a boundary, which random float data does not hit).
 
-COCO's matching is the spec's AP matching (section 5): predictions in descending
+COCO's matching is the contract's AP matching (section 5): predictions in descending
 score (stable), each taking the highest-OKS = nearest unmatched GT.  The one
 difference is exact distance ties between two GT points, where pycocotools keeps the
-later GT and the spec the earlier; random float data has none.
+later GT and the contract the earlier; random float data has none.
 
 Usage:
     coco_ap(gt, pred, thresholds)                       # oracle: ap[class, threshold]
@@ -293,7 +293,7 @@ def run_per_image(peer, groups, thresholds, n_images=None, budget=None):
 
 
 def _counts(tp, fp, fn):
-    """Micro TP/FP/FN and the ratios (the spec's empty-denominator rules)."""
+    """Micro TP/FP/FN and the ratios (the contract's empty-denominator rules)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.where(fn == 0, 1.0, 0.0))
         recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), np.where(fp == 0, 1.0, 0.0))

@@ -12,10 +12,10 @@ from .options import DEFAULT_THRESHOLDS, ScoringOptions
 from .pipeline import Report
 from .runners import DistributedError
 from .state import MetricState
-from .summary import SCHEMA_VERSION, package_version
+from .summary import SCHEMA_VERSION, package_version, schema
 
 __version__ = package_version()
 
 __all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "Report", "MetricState",
            "ScoringOptions", "InputError", "DistributedError", "DEFAULT_THRESHOLDS",
-           "DEFAULT_SHARD_POINTS", "SCHEMA_VERSION", "__version__"]
+           "DEFAULT_SHARD_POINTS", "SCHEMA_VERSION", "schema", "__version__"]

@@ -1,6 +1,6 @@
 """The choice of backend. Backends take a batch and return host numpy arrays equal
-bit for bit: ``CpuBackend`` (engine.cpu) runs the Numba CPU kernels, ``GpuBackend``
-(engine.gpu) their CUDA twins."""
+bit for bit: ``CpuBackend`` (pointscore.cpu) runs the Numba CPU kernels, ``GpuBackend``
+(pointscore.gpu) their CUDA twins."""
 from .cpu import CpuBackend
 from .device import gpu_usable, simulated
 from .errors import InputError, option

@@ -9,8 +9,8 @@ are exactly pointscore.evaluate's on that dataset, computed from per-image stati
 
 * MAE, RMSE: pooled over classes (total counts per image, kept predictions);
 * F1 per threshold: micro, from TP/FP/FN summed over the drawn images (1 when
-  2tp + fp + fn = 0, spec section 4);
-* mAP (spec section 5): each prediction counts w_i times. Predictions keep one global
+  2tp + fp + fn = 0, docs/metrics.md section 4);
+* mAP (docs/metrics.md section 5): each prediction counts w_i times. Predictions keep one global
   order per class (descending score, stable by (image id, row)) and a prediction's
   copies are taken adjacent; a literal duplicated dataset would order equal scores by
   its new image ids instead, which changes AP only between exactly equal scores.
@@ -154,7 +154,7 @@ class ImageStats:
                 "f1": _micro_f1(tp, fp, fn), "map": self._map(weights, n_gt)}
 
     def _map(self, weights, n_gt):
-        """mAP per replicate with engine.evaluate's reductions, so the same bits: numpy's
+        """mAP per replicate with pointscore.evaluate's reductions, so the same bits: numpy's
         mean over the 101 points, then 1-D means over classes and over thresholds."""
         m = weights.shape[0]
         out = np.full(m, np.nan)
@@ -188,7 +188,7 @@ def true_runs(is_tp):
 
 
 def _micro_f1(tp, fp, fn):
-    """F1 = 2tp / (2tp + fp + fn), 1 where that denominator is 0 (spec section 4)."""
+    """F1 = 2tp / (2tp + fp + fn), 1 where that denominator is 0 (docs/metrics.md section 4)."""
     num, den = (2 * tp).astype(np.float64), (2 * tp + fp + fn).astype(np.float64)
     return np.divide(num, den, out=np.ones_like(num), where=den > 0)
 
@@ -265,9 +265,30 @@ def _p_value(a, b, lower_is_better):
 
 
 def intervals(report, n_resamples=1000, seed=0, confidence=0.95):
-    """Bootstrap percentile intervals of a report's MAE, RMSE, micro F1 per threshold and
-    mAP, JSON-ready: {"n_resamples", "seed", "confidence", "mae": [lo, hi], "rmse",
-    "f1": [[lo, hi] per threshold], "map": [lo, hi] or null}."""
+    """Bootstrap percentile intervals of a report's headline metrics.
+
+    Parameters
+    ----------
+    report : pointscore.Report
+        An in-memory report (it has ``per_image``).
+    n_resamples : int
+        Resamples of the images.
+    seed : int
+        The seed of the draws (numpy's default_rng).
+    confidence : float
+        The intervals' coverage, between 0 and 1.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``n_resamples``, ``seed``, ``confidence``, ``mae``/``rmse``/``map``
+        as [lo, hi] (null where never defined) and ``f1`` as [lo, hi] per threshold.
+
+    Raises
+    ------
+    InputError
+        For bad options, or a report without per-image rows.
+    """
     check_options(n_resamples, seed, confidence)
     values = replicates([report], n_resamples, seed)[0]
     return {"n_resamples": n_resamples, "seed": seed, "confidence": confidence,
@@ -275,7 +296,27 @@ def intervals(report, n_resamples=1000, seed=0, confidence=0.95):
 
 
 def paired(report_a, report_b, n_resamples=1000, seed=0):
-    """Paired bootstrap of "A beats B" (same draws for both; the reports must cover the
-    same images): {"n_resamples", "seed", "p": {"mae", "rmse", "f1": [...], "map"}}."""
+    """Paired bootstrap of "A beats B": both reports on the same draws of images.
+
+    Parameters
+    ----------
+    report_a, report_b : pointscore.Report
+        Reports over the same images.
+    n_resamples : int
+        Resamples of the images.
+    seed : int
+        The seed of the draws.
+
+    Returns
+    -------
+    dict
+        ``n_resamples``, ``seed`` and ``p``: one-sided p-values that A beats B, for
+        ``mae``, ``rmse``, ``map`` and ``f1`` per threshold.
+
+    Raises
+    ------
+    InputError
+        For bad options, or reports over different images.
+    """
     a, b = replicates([report_a, report_b], n_resamples, seed)
     return {"n_resamples": n_resamples, "seed": seed, "p": p_values(a, b)}

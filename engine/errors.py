@@ -27,7 +27,13 @@ def option(name):
 
 
 class InputError(ValueError):
-    """Bad input or usage: one line per problem (exit status 2 on the command line)."""
+    """Bad input or usage: one line per problem (exit status 2 on the command line).
+
+    Attributes
+    ----------
+    problems : list of str
+        The lines, options named as the Python API names them.
+    """
 
     def __init__(self, problems):
         self.raw = [problems] if isinstance(problems, str) else list(problems)

@@ -1,5 +1,5 @@
 """The entry points: score tables in memory, streamed shard by shard, or on a Dask
-cluster. All three are the same pipeline (engine.pipeline) over other sources and
+cluster. All three are the same pipeline (pointscore.pipeline) over other sources and
 runners, and give the same summary bit for bit."""
 from .backends import backend_for
 from .errors import InputError, option

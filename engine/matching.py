@@ -38,7 +38,7 @@ def kept_predictions(batch, score_threshold):
 
 def match_batch(batch, options, kept, backend, scales=None):
     """Every matched pair of the batch at every threshold, and AP's is_tp: a Matching.
-    ``scales``: each gt's scale (engine.scales), or None for plain distances."""
+    ``scales``: each gt's scale (pointscore.scales), or None for plain distances."""
     thresholds = options.threshold_array
     t2 = thresholds * thresholds
     tmax = float(thresholds[-1])

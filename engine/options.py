@@ -123,7 +123,7 @@ class ScoringOptions:
         return {k: v for k, v in asdict(self).items() if k != "device"}
 
     def config(self, device):
-        """The summary's ``config``: the spec's keys, and those of options in use."""
+        """The summary's ``config``: the contract's keys, and those of options in use."""
         out = {"thresholds": list(self.thresholds), "match": self.match,
                "normalize": self.normalize, "score_threshold": self.score_threshold,
                "device": device, "ap_interpolation": "coco101"}

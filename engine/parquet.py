@@ -112,15 +112,16 @@ def _row_groups(dataset):
             np.array(rows, np.int64), low, high)
 
 
-def _fragment(source, file, row_groups=None):
+def _fragment(source, file):
     return FORMAT.make_fragment(source.paths[file], filesystem=source.filesystem,
-                                partition_expression=source.partitions[file],
-                                row_groups=row_groups)
+                                partition_expression=source.partitions[file])
 
 
 def batches(source, groups, columns=None):
-    """(row group, record batch) for the given row groups (ascending), in read order;
-    every row of each group, its batches in order."""
+    """(row group, record batch) for every row of the given row groups (ascending),
+    each group's batches in order. The groups of a file are read in the order pyarrow
+    gives them (``subset`` keeps the order asked for; ``make_fragment(row_groups=)``
+    does not): callers that need the input's order sort by row (``_joined``)."""
     groups = np.asarray(groups, np.int64)
     if groups.size == 0:
         return
@@ -128,21 +129,24 @@ def batches(source, groups, columns=None):
     starts = np.flatnonzero(np.diff(files, prepend=-1))
     for begin, end in zip(starts, np.append(starts[1:], groups.size)):
         file = int(files[begin])
-        fragment = _fragment(source, file, source.group_index[groups[begin:end]].tolist())
-        owner, left = begin, int(source.group_rows[groups[begin]])
+        wanted = dict(zip(source.group_index[groups[begin:end]].tolist(),
+                          groups[begin:end].tolist()))
         try:
+            fragment = _fragment(source, file).subset(row_group_ids=list(wanted))
+            owners = [wanted[info.id] for info in fragment.row_groups]
+            at_owner, left = 0, int(source.group_rows[owners[0]])
             for batch in fragment.to_batches(schema=source.schema,
                                              columns=columns or source.columns,
                                              batch_size=BATCH_ROWS, batch_readahead=2,
                                              use_threads=True):
-                # Batches never span row groups' boundaries unannounced: split them.
+                # A batch may span row groups: split it where they meet.
                 at = 0
                 while at < batch.num_rows:
                     while left == 0:
-                        owner += 1
-                        left = int(source.group_rows[groups[owner]])
+                        at_owner += 1
+                        left = int(source.group_rows[owners[at_owner]])
                     take = min(left, batch.num_rows - at)
-                    yield int(groups[owner]), batch.slice(at, take)
+                    yield owners[at_owner], batch.slice(at, take)
                     at += take
                     left -= take
         except READ_ERRORS as exc:
@@ -322,9 +326,14 @@ def read_filtered(source, groups, id_range):
 
 
 def _joined(source, tables, rows):
+    """The pieces as one table in the input's row order, and each row's input row."""
     if not tables:
         return source.schema.empty_table().select(source.columns), np.zeros(0, np.int64)
-    return pa.concat_tables(tables), np.concatenate(rows)
+    table, rows = pa.concat_tables(tables), np.concatenate(rows)
+    if (np.diff(rows) < 0).any():  # row groups read out of order
+        order = np.argsort(rows, kind="stable")
+        table, rows = table.take(pa.array(order)), rows[order]
+    return table, rows
 
 
 def read_partition(source, scratch, shard):

@@ -1,9 +1,9 @@
 """One scoring pipeline for every path. A shard (a set of whole images) goes load,
 batch, scales, match, tally, state; the driver merges the shards' states and writes
-their rows shard by shard; ``engine.summary`` turns the merged state into the summary.
+their rows shard by shard; ``pointscore.summary`` turns the merged state into the summary.
 
 In memory, streamed and distributed runs differ only in where a shard's rows come
-from (engine.sources) and who runs ``score_shard`` (engine.runners).
+from (pointscore.sources) and who runs ``score_shard`` (pointscore.runners).
 """
 import logging
 import shutil
@@ -27,7 +27,6 @@ from .scales import gt_scales
 from .sinks import RowSink
 from .sources import MemorySource
 from .state import MetricState
-from .summary import summarize
 
 log = logging.getLogger("pointscore")
 STRATEGIES = ("auto", "filter", "partition")
@@ -176,8 +175,8 @@ class Outputs:
 def run(inputs, options, outputs, *, mapper, device, note, shard_points=None,
         piece_rows=None, strategy="auto", scratch_dir=None, can_partition=True,
         progress=False, warnings=()):
-    """Plan, score and merge the shards of checked ``inputs`` (engine.sources): the
-    Report. ``mapper(fn, items, name, **shared)`` runs the tasks (engine.runners);
+    """Plan, score and merge the shards of checked ``inputs`` (pointscore.sources): the
+    Report. ``mapper(fn, items, name, **shared)`` runs the tasks (pointscore.runners);
     ``device``/``note``: the backend's name and its line for the user."""
     ids, n = inputs.image_counts()
     plan = planning.cut(ids, n, inputs.images, shard_points)
@@ -224,7 +223,7 @@ def run(inputs, options, outputs, *, mapper, device, note, shard_points=None,
         notes.append(HUNGARIAN_NOTE)
     for line in notes:
         log.info("pointscore: %s", line)
-    return Report(summarize(state, device, warnings), per_image.table, state, notes,
+    return Report(state.summary(device, warnings), per_image.table, state, notes,
                   matches.table, pa.concat_tables(images))
 
 

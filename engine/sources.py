@@ -1,7 +1,7 @@
 """Where a run's rows come from, checked before anything is scored.
 
 A role's source is a ``MemorySource`` (a table read and checked whole: files, in-memory
-tables, count-only predictions) or an ``engine.parquet.ParquetSource`` (a Parquet
+tables, count-only predictions) or an ``pointscore.parquet.ParquetSource`` (a Parquet
 input streamed shard by shard). ``open_inputs`` opens the three tables, runs every
 check of the contract on them, whatever their sources, and returns what the plan and
 the shards need. Nothing after it knows how the data arrived.

@@ -1,6 +1,6 @@
 """Metric state: the sufficient statistics of a scored set of images, merging exactly.
 
-Every field is declared once in ``FIELDS`` with its reduction (engine.fields): counts
+Every field is declared once in ``FIELDS`` with its reduction (pointscore.fields): counts
 are integer sums, float sums (distances, count errors, NAE terms) exact accumulators,
 and AP keeps every prediction's (score, is-TP per threshold) as sorted runs of
 (image id, row) order that a merge only appends. So ``merge`` is associative and
@@ -149,6 +149,15 @@ class MetricState:
     def merge(self, *others):
         """A new state of these states' images together; the inputs are unchanged.
 
+        Parameters
+        ----------
+        *others : MetricState
+            States of other images, scored with the same options.
+
+        Returns
+        -------
+        MetricState
+
         Raises
         ------
         InputError
@@ -257,13 +266,32 @@ class MetricState:
         return sampled
 
     def summary(self, device="cpu", warnings=()):
-        """The summary of these images (pointscore.summary.summarize)."""
+        """The summary of these images (docs/metrics.md, section 7).
+
+        Parameters
+        ----------
+        device : {'cpu', 'gpu'}
+            What ``config.device`` says.
+        warnings : sequence of str
+            The run's warnings.
+
+        Returns
+        -------
+        dict
+            JSON-ready.
+        """
         return summarize(self, device, warnings)
 
     # -- storage ----------------------------------------------------------------------------
     def state_dict(self):
-        """The state as plain values (numpy arrays, numbers, strings, lists): what a
-        training rank sends, or a run keeps on disk. No code is pickled."""
+        """The state as plain values: what a training rank sends, or a run keeps.
+
+        Returns
+        -------
+        dict
+            numpy arrays, numbers, strings and lists only (no code is pickled);
+            ``MetricState.from_state_dict`` makes the state again.
+        """
         data = {"version": STATE_VERSION, "options": self.options.scoring(),
                 "device": self.options.device, "classes": list(self.classes),
                 "has_scores": self.has_scores, "count_only": self.count_only}
@@ -278,6 +306,15 @@ class MetricState:
     @classmethod
     def from_state_dict(cls, data):
         """state_dict's inverse.
+
+        Parameters
+        ----------
+        data : dict
+            What ``state_dict`` returned.
+
+        Returns
+        -------
+        MetricState
 
         Raises
         ------

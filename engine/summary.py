@@ -8,6 +8,25 @@ import numpy as np
 SCHEMA_VERSION = "1.0.0"
 
 
+def schema(name="summary"):
+    """The JSON Schema of one of pointscore's JSON outputs.
+
+    Parameters
+    ----------
+    name : {'summary', 'compare'}
+        The summary of an evaluation, or the JSON of ``pointscore compare``.
+
+    Returns
+    -------
+    dict
+        The schema (JSON Schema draft 2020-12).
+    """
+    import json
+    from importlib.resources import files
+    return json.loads(files("pointscore").joinpath("schemas", f"{name}.schema.json")
+                      .read_text(encoding="utf-8"))
+
+
 @functools.lru_cache(maxsize=None)
 def package_version():
     from importlib.metadata import PackageNotFoundError, version

@@ -35,7 +35,7 @@ CELL_SLACK = 1.0 + 1e-6
 # multiply-add instruction": it is mul.rn.f64, whose explicit rounding ptxas does not
 # fuse either, and an add of two such products has nothing left to fuse (sm_90 SASS:
 # DMUL, DMUL, DADD). The simulator runs kernels as Python, without libdevice; a plain
-# product is the same IEEE multiply there. (Same test as engine.device.simulated.)
+# product is the same IEEE multiply there. (Same test as pointscore.device.simulated.)
 if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1":
     def _mul_rn(a, b):
         return a * b
@@ -60,7 +60,7 @@ def grid_geometry(gx, gy, g_off, dmax, xmin, ymin, cell, nx, ny):
     CELLS_PER_POINT cells per point (+16), which bounds the memory of any group. The
     test runs in floating point so that sparse, far-flung groups cannot overflow an
     integer. A group without gts gets a 0 x 0 grid. The extents must be finite
-    (engine.batch bounds every coordinate so that differences are).
+    (pointscore.batch bounds every coordinate so that differences are).
     """
     k = cuda.grid(1)
     if k >= g_off.size - 1:

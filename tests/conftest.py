@@ -13,3 +13,26 @@ os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-test-cache"))
 sys.path.insert(0, str(ROOT))  # bench/ holds the COCO peers used as an oracle
+
+# Every summary and comparison the tests produce is checked against the JSON Schemas the
+# package publishes (docs/metrics.md, section 7).
+import jsonschema  # noqa: E402
+
+import pointscore.compare  # noqa: E402
+import pointscore.state  # noqa: E402
+
+VALIDATORS = {name: jsonschema.Draft202012Validator(pointscore.schema(name))
+              for name in ("summary", "compare")}
+
+
+def _validated(function, schema_name, part=lambda result: result):
+    def checked(*args, **kwargs):
+        result = function(*args, **kwargs)
+        VALIDATORS[schema_name].validate(part(result))
+        return result
+    return checked
+
+
+pointscore.state.summarize = _validated(pointscore.state.summarize, "summary")
+pointscore.compare.compare = _validated(pointscore.compare.compare, "compare",
+                                        lambda comparison: comparison.summary)

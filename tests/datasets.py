@@ -1,4 +1,4 @@
-"""Hypothesis strategies for small scoring datasets that hit the spec's corner cases.
+"""Hypothesis strategies for small scoring datasets that hit the contract's corner cases.
 
 Integer coordinates on a small board make ties and pairs at exactly distance d common
 (thresholds 1, 2 and 5 are hit exactly by 3-4-5 triangles); float coordinates cover

@@ -2,7 +2,7 @@
 
 Points are grouped by (image, class) with dicts and lists, every pair is looked at
 (kernels.reference), every threshold is matched from scratch, and every metric is
-written as the spec states it. Slow, short and obviously right.
+written as the contract states it. Slow, short and obviously right.
 """
 import math
 from collections import defaultdict
@@ -42,7 +42,7 @@ def _mean_over(values):
 
 def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match="greedy",
              score_threshold=None, radius=None, knn_k=3):
-    """Dicts of columns in; the metric fields of the spec's summary out. With ``radius``
+    """Dicts of columns in; the metric fields of the contract's summary out. With ``radius``
     (a gt column) or normalize 'knn', each gt has its own scale (docs/scaled.md)."""
     has_class = "class" in gt
     has_score = "score" in pred

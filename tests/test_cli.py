@@ -1,4 +1,4 @@
-"""The `pointscore evaluate` command (spec section 8): exit status, one line per problem on
+"""The `pointscore evaluate` command (docs/metrics.md section 8): exit status, one line per problem on
 stderr and never a traceback, thresholds text, and output files written whole or not at all."""
 import argparse
 import json

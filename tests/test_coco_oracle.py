@@ -11,7 +11,7 @@ HAS_FASTER_COCO_EVAL = importlib.util.find_spec("faster_coco_eval") is not None
 
 
 def random_case(seed):
-    """Random multi-class float data exercising the edge cases of spec section 5.
+    """Random multi-class float data exercising the edge cases of docs/metrics.md section 5.
 
     Classes 0 and 1 appear on both sides; class 2 only in GT (even seeds, AP 0) or only
     in predictions (odd seeds, AP null).  Image 100 has only GT, image 101 only

@@ -1,4 +1,4 @@
-"""engine.bootstrap and `pointscore compare`: hand-computed rankings, intervals and
+"""pointscore.bootstrap and `pointscore compare`: hand-computed rankings, intervals and
 p-values, reproducibility, replicates equal to pointscore.evaluate on the literally
 duplicated dataset, and the command line's outputs and errors."""
 import json

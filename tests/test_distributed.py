@@ -1,4 +1,4 @@
-"""engine.distributed: shards scored on a Dask cluster equal the single-process run, and
+"""pointscore.evaluate_distributed: shards scored on a Dask cluster equal the single-process run, and
 survive a worker that dies."""
 import json
 import logging

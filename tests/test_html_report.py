@@ -1,4 +1,4 @@
-"""The HTML report (engine.html_report): rendered by headless chromium, self-contained,
+"""The HTML report (pointscore.html_report): rendered by headless chromium, self-contained,
 streamed reports without per-image tables, ranking with and without `pointscore
 compare`, atomic writing, and the message when matplotlib is missing."""
 import dataclasses

@@ -1,4 +1,4 @@
-"""Reading and checking inputs (spec section 1): every accepted form scores the same, and
+"""Reading and checking inputs (docs/metrics.md section 1): every accepted form scores the same, and
 every bad table is refused with one line per problem naming the source, column and rows."""
 import numpy as np
 import pandas as pd

@@ -1,4 +1,4 @@
-"""engine.stream: Parquet datasets scored shard by shard equal pointscore.evaluate bit for bit."""
+"""pointscore.evaluate_stream: Parquet datasets scored shard by shard equal pointscore.evaluate bit for bit."""
 import json
 import os
 import subprocess
@@ -305,3 +305,19 @@ def test_progress_bar_counts_every_image_and_point(layouts, crowd, capsys):
     n_points = len(crowd[0]["x"]) + len(crowd[1]["x"])
     assert last.startswith("[" + "#" * 30 + "] 50/50 images") and "points/s" in last
     assert n_points > 5000
+
+
+def test_row_groups_read_in_the_inputs_order(tmp_path):
+    # pyarrow's make_fragment(row_groups=[7, 8]) reads group 8 before 7: rows must still
+    # get their input rows, and ties their row order, when a shard reads such a run.
+    pred = pa.table({"image_id": [0, 1, 2, 3, 4, 5, 6, 7, 7], "x": [0.0] * 7 + [1.0, -1.0],
+                     "y": [0.0] * 9})
+    gt = pa.table({"image_id": [7, 7], "x": [0.0, 2.0], "y": [0.0, 0.0]})
+    pq.write_table(pred, tmp_path / "pred.parquet", row_group_size=1)
+    pq.write_table(gt, tmp_path / "gt.parquet")
+    paths = str(tmp_path / "gt.parquet"), str(tmp_path / "pred.parquet")
+    whole = pointscore.evaluate(*paths, thresholds=[1.5], device="cpu", matches=True)
+    streamed = evaluate_stream(*paths, thresholds=[1.5], device="cpu", matches=True,
+                               shard_points=7)
+    assert streamed.summary == whole.summary and streamed.summary["micro"]["tp"] == [1]
+    assert streamed.matches.equals(whole.matches)

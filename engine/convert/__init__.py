@@ -40,7 +40,7 @@ nwpu-json (``0001.json`` -> 1); for mat the stem without ShanghaiTech's ``GT_IMG
 ``img_0001_ann.mat`` -> 1). When every such id is all digits they become integers,
 otherwise they all stay strings; two files giving the same id is an error.
 
-Images without points have no row in the long layout, yet they count (spec section 1:
+Images without points have no row in the long layout, yet they count (docs/metrics.md section 1:
 count error 0, an image with predictions and no ground truth). ``--images-out`` writes
 the images table (``image_id``, plus ``width``, ``height`` where the source has them:
 COCO datasets) listing every image the source names, empty ones included; pass it as
@@ -65,7 +65,35 @@ __all__ = ["convert", "from_nwpu_txt", "from_nwpu_json", "from_mat", "from_coco"
 
 def convert(fmt, paths, *, role=None, mapping=None, delimiter=None, mat_key=None,
             keep_class=True):
-    """Any format -> (points, images or None)."""
+    """Convert annotations of any supported format.
+
+    Parameters
+    ----------
+    fmt : {'nwpu-txt', 'nwpu-json', 'mat', 'coco', 'csv'}
+        The input format (see the module doc).
+    paths : path or sequence of paths
+        Files, or directories of files of the format.
+    role : {'gt', 'pred'}, optional
+        Required for nwpu-txt; checked for coco; chooses the checks for csv.
+    mapping : dict or str, optional
+        csv: columns to rename, ``{old: new}`` or ``'old=new,...'``.
+    delimiter : str, optional
+        csv: the field delimiter.
+    mat_key : str, optional
+        mat: the variable holding the N x 2 points.
+    keep_class : bool
+        coco: keep ``category_id`` as the class.
+
+    Returns
+    -------
+    (pyarrow.Table, pyarrow.Table or None)
+        The points in the long layout, and the images table (None for csv).
+
+    Raises
+    ------
+    InputError
+        One line per problem, naming the file and the line, row or JSON element.
+    """
     if fmt == "nwpu-txt":
         if role is None:
             raise InputError(f"nwpu-txt needs {option('role')} gt or pred "

@@ -192,7 +192,8 @@ def _coco_images(images, path, problems):
 
 
 def from_coco(paths, role=None, *, keep_class=True, with_images=False):
-    """COCO keypoint dataset (ground truth) or results list (predictions) -> Table.
+    """COCO keypoint dataset (ground truth) or results list (predictions) -> Table
+    (with ``with_images``, also the images table).
 
     Each keypoint with v > 0 becomes a point; class = category_id unless
     ``keep_class=False``; a results list's ``score`` is kept. ``role`` None takes the

@@ -72,7 +72,27 @@ def _numeric_matrix(value, path, what, problems):
 
 
 def from_mat(paths, *, key=None, with_images=False):
-    """ShanghaiTech GT_IMG_*.mat / UCF-QNRF *_ann.mat (or any N x 2 variable `key`) -> Table."""
+    """ShanghaiTech ``GT_IMG_*.mat`` / UCF-QNRF ``*_ann.mat`` files -> points Table.
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Files, or directories of .mat files; each file's image id comes from its name.
+    key : str, optional
+        The variable holding N x 2 (x, y) points (default: ``image_info`` or
+        ``annPoints``).
+    with_images : bool
+        Also return the images table (every file, with or without points).
+
+    Returns
+    -------
+    pyarrow.Table, or (pyarrow.Table, pyarrow.Table) with ``with_images``
+
+    Raises
+    ------
+    InputError
+        One line per problem, naming the file.
+    """
     import scipy.io
     files = _expand(paths, "mat")
     ids = _file_ids(files, mat_image_id)
