@@ -14,9 +14,8 @@ expression, and OKS >= t(d) exactly when dist² <= d² (up to exp's rounding wit
 ulp of a boundary, which random float data does not hit).
 
 COCO's matching is the contract's AP matching (section 5): predictions in descending
-score (stable), each taking the highest-OKS = nearest unmatched GT.  The one
-difference is exact distance ties between two GT points, where pycocotools keeps the
-later GT and the contract the earlier; random float data has none.
+score (stable), each taking the highest-OKS = nearest unmatched GT, the later one
+among equally good GTs (pycocotools' ``if ious[dind, gind] < iou: continue``).
 
 Usage:
     coco_ap(gt, pred, thresholds)                       # oracle: ap[class, threshold]
@@ -171,8 +170,14 @@ def evaluate_coco(inputs, backend="pycocotools"):
         raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
     precision = np.asarray(evaluator.eval["precision"])[:, :, :, 0, -1]  # [T, R, K]
-    # accumulate writes a whole recall row at once: all -1 (no GT) or all >= 0
-    ap = np.where(precision[:, 0, :] > -1, precision.mean(axis=1), np.nan)
+    ap = np.full((precision.shape[0], precision.shape[2]), np.nan)
+    for t in range(ap.shape[0]):
+        for k in range(ap.shape[1]):
+            # COCOeval.summarize's mean: np.mean(s[s > -1]) (no GT: all -1), of a
+            # contiguous copy, so numpy sums it pairwise, to the same bits.
+            s = precision[t, :, k]
+            if (s > -1).any():
+                ap[t, k] = np.mean(s[s > -1])
     return ap[::-1].T.copy()  # iouThrs ascend in OKS, i.e. descend in distance
 
 

@@ -244,7 +244,8 @@ def accept(cand_gt, cand_d2, cursor, gt_min_pred, gt_taken, match_gt, match_d2, 
 def score_order_match(p_off, g_off, order, cand_off, cand_gt, cand_d2, d2_thresholds,
                       gt_taken, is_tp):
     """One thread per (group, threshold): predictions in ``order`` (descending score,
-    stable) each take their nearest gt not yet taken at that threshold (COCO)."""
+    stable) each take their nearest gt not yet taken at that threshold, the last in row
+    order among equally near ones (COCO)."""
     i = cuda.grid(1)
     n_t = d2_thresholds.size
     if i >= (p_off.size - 1) * n_t:
@@ -254,10 +255,14 @@ def score_order_match(p_off, g_off, order, cand_off, cand_gt, cand_d2, d2_thresh
         return
     for j in range(p_off[k], p_off[k + 1]):
         p = order[j]
+        found = -1
+        nearest = 0.0
         for c in range(cand_off[p], cand_off[p + 1]):
-            if cand_d2[c] > d2_thresholds[t]:
+            if cand_d2[c] > d2_thresholds[t] or (found >= 0 and cand_d2[c] > nearest):
                 break
             if not gt_taken[t, cand_gt[c]]:
-                gt_taken[t, cand_gt[c]] = 1
-                is_tp[t, p] = True
-                break
+                found = cand_gt[c]
+                nearest = cand_d2[c]
+        if found >= 0:
+            gt_taken[t, found] = 1
+            is_tp[t, p] = True

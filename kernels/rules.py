@@ -10,7 +10,8 @@ rules cannot tell which.
 * ``nearest``: each prediction proposes to its nearest gt (lowest index on ties), each
   gt keeps its nearest proposer (lowest prediction on ties).
 * ``score_order``: COCO's AP matching, per threshold: predictions in descending score
-  (stable) each take the nearest free gt within the threshold.
+  (stable) each take the nearest free gt within the threshold, the last in row order
+  among equally near ones (as pycocotools does).
 
 Greedy and nearest are monotone in the threshold (the matching at a smaller t is the
 pairs with key <= t²), so one pass at the largest threshold serves every threshold.
@@ -171,32 +172,58 @@ def nearest(kept, lst_key, lst_g, lst_n, n_g, match_g, match_key):
 
 
 @njit(cache=True)
+def _last_tied(qx, qy, gx, gy, taken, index, lists, i, key, after_g, buf_key, buf_g):
+    """The highest free gt after after_g whose key equals ``key`` (pairs order by
+    (key, gt), so every candidate after (key, after_g) up to ``key`` ties with it), or
+    -1 when there is none."""
+    last = -1
+    while True:
+        count, complete = fetch(qx, qy, gx, gy, taken, index, lists, i, key, key, after_g,
+                                buf_key, buf_g)
+        if count:
+            last = buf_g[count - 1]
+            after_g = last
+        if complete:
+            return last
+
+
+@njit(cache=True)
 def score_order(lx, ly, gx, gy, index, lists, lst_key, lst_g, lst_n, lst_done, score,
                 t2_thresholds, is_tp, p0):
-    """COCO's AP matching for every threshold; is_tp[t, p0 + i] is set for TPs."""
+    """COCO's AP matching for every threshold; is_tp[t, p0 + i] is set for TPs. Each
+    prediction, in descending score (stable), takes the nearest free gt within the
+    threshold and, among equally near ones, the last in row order: pycocotools keeps
+    the last of equal overlaps (``if ious[dind, gind] < iou: continue``)."""
     n_g = gx.size
     order = np.argsort(-score, kind="mergesort")
     taken = np.zeros(n_g, np.bool_)
-    next_key = np.empty(1)
-    next_g = np.empty(1, np.int64)
+    buf_key = np.empty(K)
+    buf_g = np.empty(K, np.int64)
     for t in range(t2_thresholds.size):
         t2 = t2_thresholds[t]
         taken[:] = False
         for i in order:
-            found = -1
+            found, nearest, ties_left = -1, -1.0, False
             for j in range(lst_n[i]):
-                if lst_key[i, j] > t2:
+                if lst_key[i, j] > t2 or (found >= 0 and lst_key[i, j] > nearest):
                     break
                 if not taken[lst_g[i, j]]:
-                    found = lst_g[i, j]
-                    break
+                    found, nearest = lst_g[i, j], lst_key[i, j]
+                # The window's end may cut a run of equally near gts: look beyond it.
+                ties_left = j == lst_n[i] - 1 and not lst_done[i]
             last = lst_n[i] - 1
             if found < 0 and not lst_done[i] and lst_key[i, last] <= t2:
-                # The whole window is taken: the nearest free gt lies beyond it.
+                # Every candidate of the window is taken: the nearest free gt lies beyond.
                 count, _ = fetch(lx[i], ly[i], gx, gy, taken, index, lists, i, t2,
-                                 lst_key[i, last], lst_g[i, last], next_key, next_g)
-                if count > 0:
-                    found = next_g[0]
+                                 lst_key[i, last], lst_g[i, last], buf_key[:1], buf_g[:1])
+                if count:
+                    found, nearest, ties_left = buf_g[0], buf_key[0], True
+            if found >= 0 and ties_left:
+                after = max(found, lst_g[i, last]) if lst_key[i, last] == nearest else found
+                tied = _last_tied(lx[i], ly[i], gx, gy, taken, index, lists, i, nearest,
+                                  after, buf_key, buf_g)
+                if tied >= 0:
+                    found = tied
             if found >= 0:
                 taken[found] = True
                 is_tp[t, p0 + i] = True

@@ -35,7 +35,8 @@ def hungarian(pred_xy, gt_xy, d):
 
 
 def score_order(pred_xy, scores, gt_xy, d):
-    """COCO's AP matching: descending score (stable), nearest unmatched gt within d."""
+    """COCO's AP matching: descending score (stable), nearest unmatched gt within d, the
+    last in row order among equally near ones."""
     return score_order_key(pair_d2(pred_xy, gt_xy), scores, d * d)
 
 
@@ -104,12 +105,14 @@ def hungarian_key(key, t2):
 
 
 def score_order_key(key, scores, t2):
-    """COCO's AP matching by key: descending score (stable), least-key free gt."""
+    """COCO's AP matching by key: descending score (stable), least-key free gt, the
+    last in row order among equally near ones (pycocotools keeps the last of equal
+    overlaps)."""
     matched, gt_used = {}, set()
     for p in np.argsort(-np.asarray(scores), kind="stable"):
         best = None
         for g in range(key.shape[1]):
-            if g not in gt_used and key[p, g] <= t2 and (best is None or key[p, g] < key[p, best]):
+            if g not in gt_used and key[p, g] <= t2 and (best is None or key[p, g] <= key[p, best]):
                 best = g
         if best is not None:
             matched[p] = (best, key[p, best])

@@ -89,3 +89,57 @@ def test_engine_ap_matches_pycocotools(seed):
     macro = np.nanmean(oracle, axis=0)
     np.testing.assert_allclose(summary["macro"]["ap"], macro, rtol=0, atol=1e-9)
     assert summary["map"] == pytest.approx(macro.mean(), rel=0, abs=1e-9)
+
+
+TIE_THRESHOLDS = [1.2, 1.7, 2.5, 3.3]  # no distance between integer points equals one
+
+
+def tie_case(seed, n_images=25):
+    """Integer points on a coarse board, scores quantised to a few values, three classes:
+    equal distances and equal scores everywhere, as in NWPU-Crowd's integer annotations."""
+    rng = np.random.default_rng(seed)
+
+    def points(n, scored):
+        table = {"image_id": rng.integers(0, n_images, n), "x": rng.integers(0, 8, n) * 1.0,
+                 "y": rng.integers(0, 8, n) * 1.0, "class": rng.integers(0, 3, n)}
+        if scored:
+            table["score"] = rng.choice([0.25, 0.5, 0.75, 1.0], n)
+        return table
+
+    return points(400, False), points(450, True)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ap_equals_pycocotools_to_the_last_bit_when_distances_tie(seed):
+    # pycocotools keeps the last of equally good gts (`if ious[dind, gind] < iou:
+    # continue`); so does pointscore's AP matching. Equal, not close.
+    import pointscore
+
+    gt, pred = tie_case(seed)
+    summary = pointscore.evaluate(gt, pred, thresholds=TIE_THRESHOLDS, device="cpu").summary
+    oracle = peers.coco_ap(gt, pred, TIE_THRESHOLDS)
+    for k in range(3):
+        assert summary["classes"][str(k)]["ap"] == oracle[k].tolist(), f"class {k}"
+
+
+def test_tie_rule_is_the_same_on_every_path(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import pointscore
+
+    gt, pred = tie_case(7, n_images=6)
+    kwargs = dict(thresholds=TIE_THRESHOLDS, device="cpu")
+    expected = pointscore.evaluate(gt, pred, **kwargs).summary
+    on_gpu = pointscore.evaluate(gt, pred, thresholds=TIE_THRESHOLDS, device="gpu").summary
+    assert on_gpu["config"].pop("device") == "gpu"
+    assert on_gpu == dict(expected, config={k: v for k, v in expected["config"].items()
+                                            if k != "device"})
+    paths = []
+    for name, table in (("gt", gt), ("pred", pred)):
+        pq.write_table(pa.table(table), tmp_path / f"{name}.parquet", row_group_size=37)
+        paths.append(str(tmp_path / f"{name}.parquet"))
+    assert pointscore.evaluate_stream(*paths, shard_points=150, **kwargs).summary == expected
+    pytest.importorskip("distributed")
+    assert pointscore.evaluate_distributed(*paths, workers=2, shard_points=150,
+                                           **kwargs).summary == expected
