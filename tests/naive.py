@@ -8,7 +8,6 @@ import math
 from collections import defaultdict
 
 import numpy as np
-
 import reference
 
 

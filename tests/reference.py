@@ -9,7 +9,6 @@ distances, d²/r² for per-ground-truth scales (docs/scaled.md).
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-
 EPS = np.spacing(1)  # pycocotools' denominator guard
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 

@@ -14,10 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pointscore import DEFAULT_THRESHOLDS
+from pointscore import DEFAULT_THRESHOLDS, InputError
 from pointscore.cli import main
 from pointscore.cli.parsers import parse_thresholds
-from pointscore import InputError
 
 GT = {"image_id": [1, 1, 2, 3], "x": [0.0, 10.0, 5.0, 1.0], "y": [0.0, 10.0, 5.0, 1.0]}
 PRED = {"image_id": [1, 2, 2, 3], "x": [0.25, 5.0, 50.0, 1.0], "y": [0.0, 5.5, 5.0, 1.75],

@@ -7,13 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pointscore
-from pointscore import bootstrap
+from pointscore import InputError, bootstrap
 from pointscore.cli import main
 from pointscore.compare import compare, default_names
-from pointscore import InputError
 from pointscore.kernels.ap import pack_tp, precision_at_recall_points_cpu
 
 # Images 1, 2, 3; image 3 has no ground truth. A is perfect; B misses image 2's point

@@ -7,14 +7,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import scipy.io
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pointscore
-from pointscore import convert
-from pointscore.convert.common import MAX_PROBLEMS_PER_FILE
-from pointscore import InputError
+from pointscore import InputError, convert
 from pointscore.cli import main, parsers
 from pointscore.cli.commands import convert_command
+from pointscore.convert.common import MAX_PROBLEMS_PER_FILE
 
 # A small known set: image id -> N x 2 points (image 3111 has none).
 POINTS = {

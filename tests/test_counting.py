@@ -9,12 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from datasets import datasets
 from hypothesis import given, settings
 
 import pointscore
-from datasets import datasets
-from pointscore.cli import main
 from pointscore import InputError
+from pointscore.cli import main
 
 SETTINGS = settings(max_examples=40, deadline=None)
 SPEC_KEYS = ["version", "schema_version", "config", "warnings", "images", "gt_points", "pred_points", "counting", "micro",

@@ -16,12 +16,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv  # noqa: F401  (pa.csv)
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pointscore
 from pointscore import cli, gpu
-from pointscore.batch import Batch
 from pointscore.backends import backend_for
+from pointscore.batch import Batch
 from pointscore.cpu import CpuBackend
 from pointscore.device import gpu_usable
 from pointscore.kernels import candidates, rules

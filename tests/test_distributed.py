@@ -11,11 +11,12 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
+from test_stream import write_dataset  # noqa: E402
+
 import pointscore  # noqa: E402
 from bench import data  # noqa: E402
-from pointscore.cli import main  # noqa: E402
 from pointscore import DistributedError, evaluate_distributed  # noqa: E402
-from test_stream import write_dataset  # noqa: E402
+from pointscore.cli import main  # noqa: E402
 
 OPTIONS = dict(normalize="wh", thresholds=[4.0, 8.0, 16.0], device="cpu", shard_points=1500)
 

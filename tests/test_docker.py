@@ -6,9 +6,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 import yaml
 
 DOCKER = pathlib.Path(__file__).resolve().parent.parent / "docker"

@@ -1,11 +1,12 @@
 """The engine against the plain-Python oracle (tests/naive.py), rule by rule."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from datasets import datasets
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import evaluate as naive_evaluate
 
 import pointscore
-from datasets import datasets
-from naive import evaluate as naive_evaluate
 
 SETTINGS = settings(max_examples=60, deadline=None)
 

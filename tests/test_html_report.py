@@ -15,11 +15,10 @@ import pytest
 
 import pointscore
 from bench.data import crowd
-from pointscore import html_report
+from pointscore import InputError, html_report
 from pointscore.cli import main
 from pointscore.cli.parsers import flag
 from pointscore.html_report import write_report
-from pointscore import InputError
 
 HEADINGS = ["Configuration", "Ranking", "Summary", "Precision-recall curves",
             "Precision, recall and F1 against d", "Predicted against true counts",

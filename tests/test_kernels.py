@@ -1,9 +1,10 @@
 """Numba CPU kernels against the plain rules of tests/reference.py, group by group."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 import reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pointscore.kernels import ap, candidates, rules
 
 SETTINGS = settings(max_examples=80, deadline=None)

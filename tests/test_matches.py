@@ -2,10 +2,10 @@
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from datasets import datasets
 from hypothesis import given, settings
 
 import pointscore
-from datasets import datasets
 from pointscore.cli import main
 
 POLICIES = ["greedy", "nearest", "hungarian"]

@@ -1,10 +1,11 @@
 """Invariants that hold for any data: bounds, monotonicity, order and merge exactness."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from datasets import datasets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pointscore
-from datasets import datasets
 
 SETTINGS = settings(max_examples=40, deadline=None)
 POLICIES = ["greedy", "nearest", "hungarian"]

@@ -12,18 +12,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings, strategies as st
-
-import pointscore
-from datasets import datasets
-from pointscore.cli import main
-from pointscore import InputError
-from pointscore import evaluate_stream
 import reference
-from pointscore.kernels import candidates, knn_scales
+from datasets import datasets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from naive import evaluate as naive_evaluate
 from test_evaluate import assert_same, metrics
-from test_kernels import group_xy, assert_every_pair_within
+from test_kernels import assert_every_pair_within, group_xy
+
+import pointscore
+from pointscore import InputError, evaluate_stream
+from pointscore.cli import main
+from pointscore.kernels import candidates, knn_scales
 
 SETTINGS = settings(max_examples=30, deadline=None)
 RULES = ["greedy", "nearest", "hungarian"]

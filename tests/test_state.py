@@ -1,10 +1,11 @@
 """MetricState: merges of any number of shards, in any grouping, are the whole bit for bit."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naive import evaluate as naive_evaluate
 
 import pointscore
-from naive import evaluate as naive_evaluate
 
 
 @st.composite

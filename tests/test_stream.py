@@ -9,13 +9,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings, strategies as st
+from datasets import datasets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import pointscore
 from bench import data
-from datasets import datasets
-from pointscore import InputError
-from pointscore import evaluate_stream
+from pointscore import InputError, evaluate_stream
 from pointscore.cli import main
 from pointscore.cli.commands import streams
 
