@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pointscore import DEFAULT_THRESHOLDS, InputError
+from pointscore import DEFAULT_THRESHOLDS
 from pointscore.cli import main
 from pointscore.cli.parsers import parse_thresholds
 
