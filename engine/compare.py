@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import bootstrap
+from .entrypoints import evaluate
 from .errors import InputError, option, shown
-from .evaluate import evaluate
 from .options import DEFAULT_KNN_K, ScoringOptions
 from .read import to_arrow
 

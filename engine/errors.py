@@ -12,9 +12,6 @@ terminal escapes, however hostile the file it quotes.
 """
 import re
 
-import numpy as np
-import pyarrow as pa
-
 SHOWN_ROWS = 5
 SHOWN_CHARS = 40
 _OPTION = re.compile("\x1e([A-Za-z0-9_]+)\x1f")
@@ -49,6 +46,11 @@ class InputError(ValueError):
         return [_OPTION.sub(lambda m: name_of(m.group(1)), line) for line in self.raw]
 
 
+class OutputError(RuntimeError):
+    """An output could not be written (a full disk, a failed rename): exit status 1 on
+    the command line, one line."""
+
+
 def raise_if(problems):
     if problems:
         raise InputError(problems)
@@ -62,8 +64,8 @@ def escape(text):
 def shown(value, limit=SHOWN_CHARS):
     """A value as a short, safe piece of a message: 0.5 (not np.float64(0.5)), text
     quoted, control characters escaped, long values cut with '...'."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # np.float64(0.5) as 0.5
     text = escape(" ".join(repr(value).split()) if not isinstance(value, str) else repr(value))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -75,6 +77,8 @@ def label_of(path):
 
 def rows_text(mask_or_index, values=None):
     """'rows 3, 9, 12 and 4 more', optionally with the offending values."""
+    import numpy as np
+    import pyarrow as pa
     index = np.flatnonzero(mask_or_index) if np.asarray(mask_or_index).dtype == bool \
         else np.asarray(mask_or_index)
     if index.size == 0:

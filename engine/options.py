@@ -6,19 +6,18 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .choices import (
+    BREAKDOWNS,
+    DEFAULT_BINS,
+    DEFAULT_KNN_K,
+    DEFAULT_THRESHOLDS,
+    DEVICES,
+    MATCH,
+    MAX_GAME_LEVEL,
+    MAX_THRESHOLDS,
+    NORMALIZE,
+)
 from .errors import InputError, option, shown
-
-DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 10) for i in range(1, 11))
-MATCH = ("greedy", "nearest", "hungarian")
-# 'knn': coordinates stay as they are; each gt gets its own scale (docs/scaled.md).
-NORMALIZE = ("none", "wh", "diag", "knn")
-DEVICES = ("auto", "cpu", "gpu")
-BREAKDOWNS = ("count", "density")
-# Upper edges of right-closed bins; the first bin is [0, 0]: images with nothing to count.
-DEFAULT_BINS = (0.0, 100.0, 500.0, 5000.0)  # NWPU-Crowd's scene levels S0-S4
-DEFAULT_KNN_K = 3
-MAX_GAME_LEVEL = 3
-MAX_THRESHOLDS = 10_000
 
 
 @dataclass(frozen=True)

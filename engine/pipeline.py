@@ -166,9 +166,10 @@ def _image_rows(ids, counts, t):
 
 @dataclass
 class Outputs:
-    """Where a run's rows go: files written shard by shard (None: kept in memory)."""
-    per_image_path: str = None
-    matches_path: str = None
+    """Where a run's rows go: Destinations written shard by shard, in the formats
+    their names give (None: kept in memory)."""
+    per_image: object = None
+    matches_to: object = None
     matches: bool = False
 
 
@@ -202,8 +203,8 @@ def run(inputs, options, outputs, *, mapper, device, note, shard_points=None,
         shards = _shards(plan, inputs, spans, scratch)
         with Progress(len(plan.universe), int(plan.points.sum()),
                       enabled=None if progress is None else bool(progress)) as bar, \
-                RowSink(outputs.per_image_path) as per_image, \
-                RowSink(outputs.matches_path, keep=outputs.matches) as matches:
+                RowSink(outputs.per_image) as per_image, \
+                RowSink(outputs.matches_to, keep=outputs.matches, name="matches") as matches:
             state, images = None, []
             results = mapper(score_shard, shards, "score", settings=settings)
             for number, result in enumerate(results):

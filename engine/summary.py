@@ -1,11 +1,10 @@
 """The summary (docs/metrics.md, "The summary"): a metric state -> the JSON-ready
 dict, in this one place, whatever path produced the state."""
-import functools
 import math
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0.0"
+from .version import SCHEMA_VERSION, package_version
 
 
 def schema(name="summary"):
@@ -25,15 +24,6 @@ def schema(name="summary"):
     from importlib.resources import files
     return json.loads(files("pointscore").joinpath("schemas", f"{name}.schema.json")
                       .read_text(encoding="utf-8"))
-
-
-@functools.lru_cache(maxsize=None)
-def package_version():
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("pointscore")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def summarize(state, device, warnings=(), xp=np):

@@ -29,10 +29,13 @@ MAX_REACH = np.finfo(np.float64).max
 # -- lazy nearest-first lists (plain distances) ------------------------------------------
 
 @njit(cache=True)
-def offer(key, g, out_key, out_g, count, k):
-    """Insert (key, g) into the sorted buffer of at most k entries; returns the count."""
+def offer(key, g, out_key, out_g, count, k, beyond):
+    """Insert (key, g) into the sorted buffer of at most k entries; returns the count
+    and the least key of the entries left out of the buffer so far (``beyond``)."""
     if count == k and (key > out_key[k - 1] or (key == out_key[k - 1] and g > out_g[k - 1])):
-        return count
+        return count, min(beyond, key)
+    if count == k:  # the last entry makes room
+        beyond = min(beyond, out_key[k - 1])
     i = count if count < k else k - 1
     while i > 0 and (out_key[i - 1] > key or (out_key[i - 1] == key and out_g[i - 1] > g)):
         out_key[i] = out_key[i - 1]
@@ -40,12 +43,12 @@ def offer(key, g, out_key, out_g, count, k):
         i -= 1
     out_key[i] = key
     out_g[i] = g
-    return min(count + 1, k)
+    return min(count + 1, k), beyond
 
 
 @njit(cache=True)
 def _scan_cell(qx, qy, gx, gy, taken, cell_start, members, c, kmax, after_key, after_g,
-               out_key, out_g, count, k):
+               out_key, out_g, count, k, beyond):
     for m in range(cell_start[c], cell_start[c + 1]):
         g = members[m]
         if taken[g]:
@@ -54,8 +57,8 @@ def _scan_cell(qx, qy, gx, gy, taken, cell_start, members, c, kmax, after_key, a
         dy = qy - gy[g]
         key = dx * dx + dy * dy
         if key <= kmax and (key > after_key or (key == after_key and g > after_g)):
-            count = offer(key, g, out_key, out_g, count, k)
-    return count
+            count, beyond = offer(key, g, out_key, out_g, count, k, beyond)
+    return count, beyond
 
 
 @njit(cache=True)
@@ -64,7 +67,9 @@ def next_nearest(qx, qy, gx, gy, taken, index, kmax, after_key, after_g, out_key
     d² <= kmax and g not taken, sorted, into out_key/out_g. (Rules only ever take gts,
     so a gt skipped as taken would never have been usable later either.)
 
-    Returns (count, complete): complete is True when no further gt lies within reach.
+    Returns (count, complete, tied): complete is True when no further gt lies within
+    reach; tied when one that follows them has the last one's d² (the search looks at
+    every point up to that d², so ties are never missed).
     Rings of cells are searched outwards; points beyond ring r are at least (r-1)
     cells away (one cell of slack for rounding in the cell index), which bounds the
     search.
@@ -72,13 +77,14 @@ def next_nearest(qx, qy, gx, gy, taken, index, kmax, after_key, after_g, out_key
     xmin, ymin, cell, nx, ny, cell_start, members = index
     k = out_key.size
     count = 0
+    beyond = np.inf
     tx = (qx - xmin) / cell
     ty = (qy - ymin) / cell
     # Farther than the reach from every cell: nothing to find. What passes is within
     # 1 / MIN_CELL + 2 cells of the grid, so int() cannot overflow.
     reach = np.sqrt(kmax) / cell + 2.0
     if not (-reach <= tx <= nx + reach and -reach <= ty <= ny + reach):
-        return 0, True
+        return 0, True, False
     pcx = int(np.floor(tx))
     pcy = int(np.floor(ty))
     # Rings nearer than this one hold no cell of the grid.
@@ -95,19 +101,19 @@ def next_nearest(qx, qy, gx, gy, taken, index, kmax, after_key, after_g, out_key
         for cy in range(max(y0, 0), min(y1, ny - 1) + 1):
             if cy == y0 or cy == y1:  # the ring's top and bottom rows, whole
                 for cx in range(max(x0, 0), min(x1, nx - 1) + 1):
-                    count = _scan_cell(qx, qy, gx, gy, taken, cell_start, members,
-                                       cy * nx + cx, kmax, after_key, after_g, out_key, out_g,
-                                       count, k)
+                    count, beyond = _scan_cell(qx, qy, gx, gy, taken, cell_start, members,
+                                               cy * nx + cx, kmax, after_key, after_g, out_key,
+                                               out_g, count, k, beyond)
             else:  # in between, its two side cells
                 for cx in (x0, x1):
                     if 0 <= cx < nx:
-                        count = _scan_cell(qx, qy, gx, gy, taken, cell_start, members,
-                                           cy * nx + cx, kmax, after_key, after_g, out_key,
-                                           out_g, count, k)
+                        count, beyond = _scan_cell(qx, qy, gx, gy, taken, cell_start,
+                                                   members, cy * nx + cx, kmax, after_key,
+                                                   after_g, out_key, out_g, count, k, beyond)
         if x0 <= 0 and y0 <= 0 and x1 >= nx - 1 and y1 >= ny - 1:
             break  # rings 0..r covered every cell
         r += 1
-    return count, count < k
+    return count, count < k, count == k and beyond == out_key[k - 1]
 
 
 # -- every pair within reach (per-point scales, optimal matching) ------------------------

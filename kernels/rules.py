@@ -2,7 +2,8 @@
 
 Every rule reads each prediction's candidates through a *window*: its up to K next
 free ground-truth points in (key, gt) order (kernels.candidates), refilled after the
-last entry when a rule runs through it. The window comes from the lazy grid search
+last entry when a rule runs through it. A window also knows whether the candidate
+that follows it ties with its last entry (AP needs the last of equally near gts). The window comes from the lazy grid search
 (plain distances) or from the prediction's full pair list (per-point scales); the
 rules cannot tell which.
 
@@ -31,7 +32,8 @@ NO_RULE, GREEDY, NEAREST = 0, 1, 2
 def fetch(qx, qy, gx, gy, taken, index, lists, i, kmax, after_key, after_g, out_key, out_g):
     """Prediction i's up to K = out_key.size free candidates after (after_key, after_g)
     with key <= kmax, sorted, into out_key/out_g (gt indices local to the group).
-    Returns (count, complete): complete when nothing lies beyond them.
+    Returns (count, complete, tied): complete when nothing lies beyond them, tied when
+    the candidate that follows them has the last one's key.
 
     ``lists`` is (off, gt, key, g0): the group's full pair lists (off[i]:off[i + 1] of
     global gt indices and keys), or empty arrays for the lazy grid search of ``index``.
@@ -51,25 +53,35 @@ def fetch(qx, qy, gx, gy, taken, index, lists, i, kmax, after_key, after_g, out_
     k = out_key.size
     count = 0
     for c in range(lo, off[i + 1]):
-        if cand_key[c] > kmax or count == k:
+        if cand_key[c] > kmax:
             break
         g = cand_gt[c] - g0
         if not taken[g]:
+            if count == k:  # the one that follows
+                return count, False, cand_key[c] == out_key[k - 1]
             out_key[count] = cand_key[c]
             out_g[count] = g
             count += 1
-    return count, count < k
+    return count, True, False
 
 
 @njit(cache=True)
-def _refill(i, lx, ly, gx, gy, taken, index, lists, kmax, lst_key, lst_g, lst_n, lst_done):
+def _fill(i, lx, ly, gx, gy, taken, index, lists, kmax, after_key, after_g, lst_key, lst_g,
+          lst_n, lst_done, lst_tied):
+    """Prediction i's window: its K candidates after (after_key, after_g); returns its
+    size."""
+    lst_n[i], lst_done[i], lst_tied[i] = fetch(lx[i], ly[i], gx, gy, taken, index, lists, i,
+                                                kmax, after_key, after_g, lst_key[i], lst_g[i])
+    return lst_n[i]
+
+
+@njit(cache=True)
+def _refill(i, lx, ly, gx, gy, taken, index, lists, kmax, lst_key, lst_g, lst_n, lst_done,
+            lst_tied):
     """Replace prediction i's window by the K candidates after its last one."""
     last = lst_n[i] - 1
-    count, done = fetch(lx[i], ly[i], gx, gy, taken, index, lists, i, kmax, lst_key[i, last],
-                        lst_g[i, last], lst_key[i], lst_g[i])
-    lst_n[i] = count
-    lst_done[i] = done
-    return count
+    return _fill(i, lx, ly, gx, gy, taken, index, lists, kmax, lst_key[i, last],
+                 lst_g[i, last], lst_key, lst_g, lst_n, lst_done, lst_tied)
 
 
 # -- a heap of (key, pred, gt), smallest first ------------------------------------------
@@ -118,7 +130,7 @@ def _heap_pop(key, p, g, size):
 
 @njit(cache=True)
 def greedy(lx, ly, gx, gy, index, lists, kmax, kept, lst_key, lst_g, lst_n, lst_done,
-           match_g, match_key):
+           lst_tied, match_g, match_key):
     """Sequential greedy in strict (key, pred, gt) order, lazily: a heap holds each
     unmatched prediction's next candidate; a candidate whose gt is taken is replaced
     by the prediction's next one. Each pop of a free pair is the next pair of the
@@ -149,7 +161,7 @@ def greedy(lx, ly, gx, gy, index, lists, kmax, kept, lst_key, lst_g, lst_n, lst_
         pos[i] += 1
         if pos[i] == lst_n[i]:
             if lst_done[i] or _refill(i, lx, ly, gx, gy, taken, index, lists, kmax, lst_key,
-                                      lst_g, lst_n, lst_done) == 0:
+                                      lst_g, lst_n, lst_done, lst_tied) == 0:
                 continue
             pos[i] = 0
         size = _heap_push(h_key, h_p, h_g, size, lst_key[i, pos[i]], i, lst_g[i, pos[i]])
@@ -172,28 +184,27 @@ def nearest(kept, lst_key, lst_g, lst_n, n_g, match_g, match_key):
 
 
 @njit(cache=True)
-def _last_tied(qx, qy, gx, gy, taken, index, lists, i, key, after_g, buf_key, buf_g):
+def _last_tied(qx, qy, gx, gy, taken, index, lists, i, key, after_g, buf_key, buf_g, found):
     """The highest free gt after after_g whose key equals ``key`` (pairs order by
     (key, gt), so every candidate after (key, after_g) up to ``key`` ties with it), or
-    -1 when there is none."""
-    last = -1
+    ``found`` when there is none."""
     while True:
-        count, complete = fetch(qx, qy, gx, gy, taken, index, lists, i, key, key, after_g,
-                                buf_key, buf_g)
+        count, complete, _ = fetch(qx, qy, gx, gy, taken, index, lists, i, key, key, after_g,
+                                   buf_key, buf_g)
         if count:
-            last = buf_g[count - 1]
-            after_g = last
+            found = after_g = buf_g[count - 1]
         if complete:
-            return last
+            return found
 
 
 @njit(cache=True)
-def score_order(lx, ly, gx, gy, index, lists, lst_key, lst_g, lst_n, lst_done, score,
-                t2_thresholds, is_tp, p0):
+def score_order(lx, ly, gx, gy, index, lists, lst_key, lst_g, lst_n, lst_done, lst_tied,
+                score, t2_thresholds, is_tp, p0):
     """COCO's AP matching for every threshold; is_tp[t, p0 + i] is set for TPs. Each
     prediction, in descending score (stable), takes the nearest free gt within the
     threshold and, among equally near ones, the last in row order: pycocotools keeps
-    the last of equal overlaps (``if ious[dind, gind] < iou: continue``)."""
+    the last of equal overlaps (``if ious[dind, gind] < iou: continue``). Windows are
+    as filled, with nothing taken."""
     n_g = gx.size
     order = np.argsort(-score, kind="mergesort")
     taken = np.zeros(n_g, np.bool_)
@@ -203,27 +214,32 @@ def score_order(lx, ly, gx, gy, index, lists, lst_key, lst_g, lst_n, lst_done, s
         t2 = t2_thresholds[t]
         taken[:] = False
         for i in order:
-            found, nearest, ties_left = -1, -1.0, False
-            for j in range(lst_n[i]):
-                if lst_key[i, j] > t2 or (found >= 0 and lst_key[i, j] > nearest):
-                    break
+            n = lst_n[i]
+            found, nearest, j = -1, -1.0, 0
+            while j < n and lst_key[i, j] <= t2:
                 if not taken[lst_g[i, j]]:
                     found, nearest = lst_g[i, j], lst_key[i, j]
-                # The window's end may cut a run of equally near gts: look beyond it.
-                ties_left = j == lst_n[i] - 1 and not lst_done[i]
-            last = lst_n[i] - 1
-            if found < 0 and not lst_done[i] and lst_key[i, last] <= t2:
-                # Every candidate of the window is taken: the nearest free gt lies beyond.
-                count, _ = fetch(lx[i], ly[i], gx, gy, taken, index, lists, i, t2,
-                                 lst_key[i, last], lst_g[i, last], buf_key[:1], buf_g[:1])
-                if count:
-                    found, nearest, ties_left = buf_g[0], buf_key[0], True
-            if found >= 0 and ties_left:
-                after = max(found, lst_g[i, last]) if lst_key[i, last] == nearest else found
-                tied = _last_tied(lx[i], ly[i], gx, gy, taken, index, lists, i, nearest,
-                                  after, buf_key, buf_g)
-                if tied >= 0:
-                    found = tied
+                    j += 1
+                    while j < n and lst_key[i, j] == nearest:  # the last of equally near
+                        if not taken[lst_g[i, j]]:
+                            found = lst_g[i, j]
+                        j += 1
+                    break
+                j += 1
+            if j == n and n > 0 and not lst_done[i]:  # the window did not decide: look on
+                if found < 0:
+                    # Every candidate of the window is taken: the nearest free lies beyond.
+                    count, _, tied = fetch(lx[i], ly[i], gx, gy, taken, index, lists, i, t2,
+                                           lst_key[i, n - 1], lst_g[i, n - 1], buf_key[:1],
+                                           buf_g[:1])
+                    if count:
+                        found, nearest = buf_g[0], buf_key[0]
+                    if tied:
+                        found = _last_tied(lx[i], ly[i], gx, gy, taken, index, lists, i,
+                                           nearest, found, buf_key, buf_g, found)
+                elif lst_tied[i]:  # the window ends in a run of ties that goes on
+                    found = _last_tied(lx[i], ly[i], gx, gy, taken, index, lists, i, nearest,
+                                       lst_g[i, n - 1], buf_key, buf_g, found)
             if found >= 0:
                 taken[found] = True
                 is_tp[t, p0 + i] = True
@@ -266,20 +282,21 @@ def match_groups(p_off, g_off, px, py, gx, gy, kept, tmax, rule, score, t2_thres
         lst_g = np.empty((n_p, K), np.int64)
         lst_n = np.empty(n_p, np.int64)
         lst_done = np.empty(n_p, np.bool_)
+        lst_tied = np.empty(n_p, np.bool_)
         none_taken = np.zeros(g1 - g0, np.bool_)
         for i in range(n_p):
-            lst_n[i], lst_done[i] = fetch(lx[i], ly[i], lgx, lgy, none_taken, index, lists, i,
-                                          kmax, -1.0, -1, lst_key[i], lst_g[i])
+            _fill(i, lx, ly, lgx, lgy, none_taken, index, lists, kmax, -1.0, -1, lst_key, lst_g,
+                  lst_n, lst_done, lst_tied)
         if t2_thresholds.size:
             score_order(lx, ly, lgx, lgy, index, lists, lst_key, lst_g, lst_n, lst_done,
-                        score[p0:p1], t2_thresholds, is_tp, p0)
+                        lst_tied, score[p0:p1], t2_thresholds, is_tp, p0)
         local_g = np.full(n_p, -1, np.int64)
         local_key = np.full(n_p, np.inf)
         if rule == NEAREST:
             nearest(kept[p0:p1], lst_key, lst_g, lst_n, g1 - g0, local_g, local_key)
         elif rule == GREEDY:
             greedy(lx, ly, lgx, lgy, index, lists, kmax, kept[p0:p1], lst_key, lst_g, lst_n,
-                   lst_done, local_g, local_key)
+                   lst_done, lst_tied, local_g, local_key)
         for i in range(n_p):
             if local_g[i] >= 0:
                 match_gt[p0 + i] = g0 + local_g[i]

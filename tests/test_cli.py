@@ -283,12 +283,13 @@ def test_a_failure_while_writing_leaves_no_output_at_all(files, tmp_path, capsys
 
 def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_path, capsys,
                                                                  monkeypatch):
-    monkeypatch.setattr("pointscore.cli.commands._check_outputs", lambda outputs: None)  # reach the rename
+    monkeypatch.setattr("pointscore.cli.commands._check_outputs",
+                        lambda *args, **kwargs: None)  # reach the rename
     (tmp_path / "taken" / "full").mkdir(parents=True)
     code, _, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
                        "--json", str(tmp_path / "taken"))
     [line] = err.splitlines()
-    assert code == 2 and line.startswith(f"pointscore: {tmp_path / 'taken'}: cannot write: ")
+    assert code == 1 and line.startswith(f"pointscore: {tmp_path / 'taken'}: cannot write: ")
     assert sorted(os.listdir(tmp_path)) == ["gt.parquet", "pred.parquet", "taken"]
 
 

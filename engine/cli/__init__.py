@@ -1,34 +1,57 @@
 """The ``pointscore`` command: a thin layer over the library.
 
-Exit status: 0 success; 2 bad input or usage (one line per problem, options named by
-their flags); 1 an internal error or a run that could not finish (one line).
+Exit status (docs/metrics.md, section 8): 0 success; 2 bad input or usage (one line per
+problem, options named by their flags); 1 an internal error, a failed write or a run
+that could not finish (one line); 128 + N stopped by signal N, after cleaning up.
 """
 import logging
 import os
+import signal
 import sys
 
-from ..errors import InputError, escape
+from ..errors import InputError, OutputError, escape
 from ..runners import DistributedError
 from . import parsers
-from .commands import COMMANDS
+
+# SIGTERM (what `timeout`, job runners and `kill` send) and SIGHUP (a closed terminal)
+# clean up as Ctrl-C does: temporary files, scratch partitions and local clusters go.
+CLEANUP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """A signal arrived: unwind, cleaning up, then exit with 128 + its number. A
+    BaseException, so that no handler of ordinary errors takes it for one."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
 
 
 def main(argv=None):
     """Run the command line; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    previous = {s: signal.signal(s, _stop) for s in CLEANUP_SIGNALS}
     try:
         args = parsers.build().parse_args(argv)
+        from .commands import COMMANDS  # the library loads only once there is work
         COMMANDS[args.command](args)
     except InputError as exc:
         for line in exc.lines(parsers.flag):
             print(f"pointscore: {' '.join(line.splitlines())}", file=sys.stderr)
         return 2
-    except DistributedError as exc:
+    except (DistributedError, OutputError) as exc:
         print(f"pointscore: {escape(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("pointscore: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    except Stopped as stop:
+        print(f"pointscore: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("POINTSCORE_DEBUG"):
             raise
@@ -36,4 +59,7 @@ def main(argv=None):
         print(f"pointscore: internal error: {type(exc).__name__}: {first_line} "
               "(set POINTSCORE_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return 0

@@ -5,17 +5,19 @@ from contextlib import ExitStack
 
 from .. import compare as comparing
 from .. import convert as converting
+from ..entrypoints import evaluate, evaluate_distributed, evaluate_stream
 from ..errors import InputError, label_of, option
-from ..evaluate import evaluate, evaluate_distributed, evaluate_stream
 from ..outputs import (
-    atomic_path,
-    output_path_problem,
+    STDOUT,
+    destination,
     output_problems,
     summary_json,
+    table_format,
     write_json,
-    write_table,
+    write_text,
 )
 from ..read import READ_ERRORS, is_parquet
+from ..sinks import RowSink
 from ..terminal import crowd_table, ranking_table, text_table
 
 SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
@@ -32,9 +34,16 @@ def _scoring(args):
     return options
 
 
-def _check_outputs(outputs):
-    """Refuse outputs that cannot be written before the work, not after it."""
-    problems = output_problems(outputs)
+def _check_outputs(outputs, inputs, tables=()):
+    """Refuse outputs that cannot be written before the work, not after it; the
+    ``tables`` among them must name a known format."""
+    problems = output_problems(outputs, inputs)
+    for name in tables if not problems else ():
+        if outputs.get(name):
+            try:
+                table_format(name, outputs[name])
+            except InputError as exc:
+                problems += exc.raw
     if problems:
         raise InputError(problems)
 
@@ -54,18 +63,22 @@ def streams(gt, pred, shard_points):
 
 
 def evaluate_command(args):
-    _check_outputs({"json": args.json, "per_image": args.per_image, "matches": args.matches,
-                    "report": args.report})
+    outputs = {"json": args.json, "per_image": args.per_image, "matches": args.matches,
+               "report": args.report}
+    _check_outputs(outputs, {"gt": args.gt, "pred": args.pred, "images": args.images},
+                   tables=("per_image", "matches"))
     if args.workers and args.scheduler:
         raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
                          f"{option('scheduler')} (an existing one), not both")
     scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins)
     distributed = args.workers is not None or args.scheduler
     with ExitStack() as stack:
-        per_image, matches = (stack.enter_context(atomic_path(path)) if path else None
-                              for path in (args.per_image, args.matches))
+        # Every output takes its place only once all are complete.
+        dest = {name: stack.enter_context(destination(path))
+                for name, path in outputs.items() if path and name != "report"}
         sharded = dict(shard_points=args.shard_points, scratch_dir=args.scratch_dir,
-                       per_image_path=per_image, matches_path=matches, progress=None)
+                       per_image_path=dest.get("per_image"), matches_path=dest.get("matches"),
+                       progress=None)
         if distributed:
             report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
                                           workers=args.workers, scheduler=args.scheduler)
@@ -73,27 +86,27 @@ def evaluate_command(args):
             report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded)
         else:
             report = evaluate(args.gt, args.pred, args.images, **scoring,
-                              matches=matches is not None)
-            for table, path in ((report.per_image, per_image), (report.matches, matches)):
-                if path:
-                    write_table(table, path, atomic=False)
+                              matches=args.matches is not None)
+            for name, table in (("per_image", report.per_image), ("matches", report.matches)):
+                if name in dest:
+                    with RowSink(dest[name], name=name) as sink:
+                        sink.write(table)
         for line in report.notes:
             print(f"pointscore: {line}", file=sys.stderr)
-        if args.json and args.json != "-":
-            with open(stack.enter_context(atomic_path(args.json)), "w", encoding="utf-8") as out:
-                out.write(summary_json(report.summary))
+        if "json" in dest:
+            write_text(dest["json"], summary_json(report.summary))
         if args.report:  # last: it is renamed into place at once
             from ..html_report import write_report
             write_report(args.report, {comparing.default_names([args.pred])[0]: report})
-    if args.json == "-":
-        sys.stdout.write(summary_json(report.summary))
-    else:
+    if STDOUT not in outputs.values():
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary))
     return report
 
 
 def compare_command(args):
-    _check_outputs({"json": args.json, "report": args.report})
+    _check_outputs({"json": args.json, "report": args.report},
+                   {"gt": args.gt, "images": args.images,
+                    **{f"pred {i + 1}": p for i, p in enumerate(args.pred)}})
     names = [name.strip() for name in args.names.split(",")] if args.names else None
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
                                    **_scoring(args), n_resamples=args.n_resamples,
@@ -106,30 +119,21 @@ def compare_command(args):
         from ..html_report import write_report
         write_report(args.report, comparison.reports, comparison.summary)
     if args.json:
-        write_json(comparison.summary, args.json)  # atomic; '-' prints it alone
-    if args.json != "-":
+        write_json(comparison.summary, args.json)  # written whole; '-' prints it alone
+    if args.json != STDOUT:
         sys.stdout.write(ranking_table(comparison.summary))
     return comparison
-
-
-def _check_out(path, name):
-    if not path.lower().endswith((".parquet", ".pq")):
-        raise InputError(f"{option(name)}: {label_of(path)!r} must end in .parquet or .pq "
-                         f"(pointscore reads files by their extension)")
-    problem = output_path_problem(name, path)
-    if problem:
-        raise InputError(problem)
 
 
 def convert_command(args):
     """Do the conversion the parsed arguments ask for; write the outputs atomically."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-    _check_out(args.out, "out")
-    if args.images_out:
-        _check_out(args.images_out, "images_out")
-        if os.path.abspath(args.images_out) == os.path.abspath(args.out):
-            raise InputError(f"{option('images_out')} must differ from {option('out')}")
+    outputs = {"out": args.out, "images_out": args.images_out}
+    for name, path in outputs.items():
+        if path and not path.lower().endswith((".parquet", ".pq")):
+            raise InputError(f"{option(name)}: {label_of(path)!r} must end in .parquet or .pq "
+                             "(pointscore reads files by their extension)")
+    _check_outputs(outputs, {f"input {i + 1}": p for i, p in enumerate(args.inputs)})
     for name, value, fmt in (("mapping", args.mapping, "csv"), ("mat_key", args.mat_key, "mat"),
                              ("delimiter", args.delimiter, "csv")):
         if value and args.fmt != fmt:
@@ -144,9 +148,11 @@ def convert_command(args):
         raise InputError(f"{option('images_out')}: a COCO results list does not list its "
                          "images")
     with ExitStack() as stack:
-        pq.write_table(points, stack.enter_context(atomic_path(args.out)))
-        if args.images_out:
-            pq.write_table(images, stack.enter_context(atomic_path(args.images_out)))
+        for table, path in ((points, args.out), (images, args.images_out)):
+            if path:
+                dest = stack.enter_context(destination(path))
+                with RowSink(dest, name="out") as sink:
+                    sink.write(table)
     n_images = pc.count_distinct(points.column("image_id")).as_py() if points.num_rows else 0
     print(f"wrote {points.num_rows} points of {n_images} images to {label_of(args.out)}")
     if images is not None:

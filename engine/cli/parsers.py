@@ -2,18 +2,18 @@
 import argparse
 import math
 
-from ..convert import FORMATS
-from ..errors import InputError
-from ..evaluate import DEFAULT_SHARD_POINTS
-from ..options import (
+from ..choices import (
     BREAKDOWNS,
     DEFAULT_KNN_K,
+    DEFAULT_SHARD_POINTS,
     DEVICES,
     MATCH,
     MAX_GAME_LEVEL,
     MAX_THRESHOLDS,
     NORMALIZE,
 )
+from ..choices import CONVERT_FORMATS as FORMATS
+from ..errors import InputError
 
 # Library option names whose flag is not "--" + the name with dashes.
 FLAGS = {"radius": "--radius-column", "n_resamples": "--bootstrap", "mapping": "--map",

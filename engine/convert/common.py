@@ -6,9 +6,10 @@ import re
 import numpy as np
 import pyarrow as pa
 
+from ..choices import CONVERT_FORMATS
 from ..errors import InputError
 
-FORMATS = ("nwpu-txt", "nwpu-json", "mat", "coco", "csv")
+FORMATS = CONVERT_FORMATS
 EXTENSIONS = {
     "nwpu-txt": (".txt",),
     "nwpu-json": (".json",),

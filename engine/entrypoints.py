@@ -2,13 +2,13 @@
 cluster. All three are the same pipeline (pointscore.pipeline) over other sources and
 runners, and give the same summary bit for bit."""
 from .backends import backend_for
+from .choices import DEFAULT_SHARD_POINTS
 from .errors import InputError, option
 from .options import DEFAULT_KNN_K, ScoringOptions
 from .pipeline import Outputs, Report, check_run_options, run
 from .runners import DaskMap, dask_client, serial_map
+from .sinks import destination_of
 from .sources import open_inputs
-
-DEFAULT_SHARD_POINTS = 2_000_000
 
 
 def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match="greedy",
@@ -83,9 +83,10 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
         As ``evaluate``.
     shard_points : int
         Points (ground truth and predictions) per shard.
-    per_image_path, matches_path : str, optional
-        Write the per-image (match) rows to this Parquet file shard by shard, instead
-        of keeping them in the Report.
+    per_image_path, matches_path : str or pointscore.outputs.Destination, optional
+        Write the per-image (match) rows to this file shard by shard, instead of keeping
+        them in the Report: Parquet, CSV or JSON lines by the extension (.parquet,
+        .csv, .jsonl).
     matches : bool
         Keep the match rows in ``Report.matches`` (when no matches_path is given).
     strategy : {'auto', 'filter', 'partition'}
@@ -108,12 +109,12 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
     options = ScoringOptions.create(**scoring)
     check_run_options(strategy, shard_points, True)
     backend, note = backend_for(options.device)
-    wants = matches or matches_path is not None
+    outputs = _outputs(per_image_path, matches_path, matches)
     inputs = open_inputs(gt, pred, images, options, stream=True, mapper=serial_map,
-                         matches=wants)
-    return run(inputs, options, Outputs(per_image_path, matches_path, wants),
-               mapper=serial_map, device=backend.name, note=note, shard_points=shard_points,
-               strategy=strategy, scratch_dir=scratch_dir, progress=progress)
+                         matches=outputs.matches)
+    return run(inputs, options, outputs, mapper=serial_map, device=backend.name, note=note,
+               shard_points=shard_points, strategy=strategy, scratch_dir=scratch_dir,
+               progress=progress)
 
 
 def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
@@ -149,16 +150,22 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
     options = ScoringOptions.create(**scoring)
     can_partition = not scheduler or scratch_dir is not None
     check_run_options(strategy, shard_points, can_partition)
-    wants = matches or matches_path is not None
+    outputs = _outputs(per_image_path, matches_path, matches)
     with dask_client(workers, scheduler, options.device) as client:
         mapper = DaskMap(client)
         device, note = next(mapper(_device_of, [options.device], "device"))
         inputs = open_inputs(gt, pred, images, options, stream=True, mapper=mapper,
-                             piece_rows=shard_points, matches=wants)
-        return run(inputs, options, Outputs(per_image_path, matches_path, wants),
+                             piece_rows=shard_points, matches=outputs.matches)
+        return run(inputs, options, outputs,
                    mapper=mapper, device=device, note=note, shard_points=shard_points,
                    piece_rows=shard_points, strategy=strategy, scratch_dir=scratch_dir,
                    can_partition=can_partition, progress=progress)
+
+
+def _outputs(per_image_path, matches_path, matches):
+    """The run's Outputs: where the row tables go, in the formats their names give."""
+    return Outputs(destination_of(per_image_path), destination_of(matches_path),
+                   matches or matches_path is not None)
 
 
 def _device_of(device):
