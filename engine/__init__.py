@@ -20,12 +20,13 @@ _LAZY = {
     "evaluate": "entrypoints", "evaluate_stream": "entrypoints",
     "evaluate_distributed": "entrypoints",
     "DEFAULT_SHARD_POINTS": "choices", "Report": "pipeline", "MetricState": "state",
-    "ScoringOptions": "options", "DEFAULT_THRESHOLDS": "choices",
-    "DistributedError": "runners", "schema": "summary",
+    "ScoringOptions": "options", "DEFAULT_THRESHOLDS": "choices", "Limits": "limits",
+    "DistributedError": "runners", "schema": "summary", "validate": "validate",
 }
 
-__all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "Report", "MetricState",
-           "ScoringOptions", "InputError", "OutputError", "DistributedError",
+__all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "validate", "Report",
+           "MetricState",
+           "ScoringOptions", "Limits", "InputError", "OutputError", "DistributedError",
            "DEFAULT_THRESHOLDS", "DEFAULT_SHARD_POINTS", "SCHEMA_VERSION", "schema",
            "__version__"]
 

@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 from pointscore.kernels.ap import RECALL_POINTS
 from pointscore.kernels.resample import sampled_precision
 
-from .errors import InputError, option
+from .errors import InputError, option, shown
+from .limits import MAX_RESAMPLES
 
 # Weights and sampled precisions held at once: replicates go in chunks of about this many
 # numbers, so memory does not grow with n_resamples.
@@ -43,15 +44,16 @@ def check_options(n_resamples, seed, confidence=None, allow_zero=False):
     """n_resamples a whole number >= 1 (>= 0 with allow_zero), seed >= 0 and, when
     given, 0 < confidence < 1."""
     problems = []
-    if not _whole(n_resamples) or n_resamples < (0 if allow_zero else 1):
-        problems.append(f"n_resamples must be a whole number >= {0 if allow_zero else 1}, "
-                        f"got {n_resamples!r}")
+    if not _whole(n_resamples) or not (0 if allow_zero else 1) <= n_resamples <= MAX_RESAMPLES:
+        problems.append(f"{option('n_resamples')} must be a whole number from "
+                        f"{0 if allow_zero else 1} to {MAX_RESAMPLES:,}, got {shown(n_resamples)}")
     if not _whole(seed) or seed < 0:
-        problems.append(f"seed must be a whole number >= 0, got {seed!r}")
+        problems.append(f"{option('seed')} must be a whole number >= 0, got {shown(seed)}")
     if confidence is not None and (isinstance(confidence, bool)
                                    or not isinstance(confidence, numbers.Real)
                                    or not 0 < confidence < 1):
-        problems.append(f"confidence must be a number between 0 and 1, got {confidence!r}")
+        problems.append(f"{option('confidence')} must be a number between 0 and 1, got "
+                        f"{shown(confidence)}")
     if problems:
         raise InputError(problems)
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import InputError, escape, rows_text
+from .limits import TRUSTED
 from .read import ROLES, to_arrow
 
 REQUIRED = {"gt": ("image_id", "x", "y"), "pred": ("image_id", "x", "y"), "images": ("image_id",)}
@@ -45,10 +46,13 @@ def _is_nested(table):
     return pa.types.is_list(kind) or pa.types.is_large_list(kind)
 
 
-def _flatten_nested(table, label):
+def _flatten_nested(table, label, limits):
     """The nested layout (one row per image, a list<struct> column 'points') -> long,
     and the image row of each point and its place in that row's list."""
     points = table.column("points").combine_chunks()
+    n_points = len(pc.list_flatten(points)) if len(points) else 0
+    if n_points > limits.points:
+        raise limits.exceeded("points", n_points, f"{label}: points")
     if not pa.types.is_struct(points.type.value_type):
         raise InputError(f"{label}: column 'points' must be list<struct<x, y[, score, class]>>, "
                          f"got {points.type}")
@@ -138,23 +142,26 @@ def columns_text(names, nested=False):
     return (", ".join(shown) or "no columns") + more
 
 
-def load(source, role, radius=None, *, label=None, rows=None):
+def load(source, role, radius=None, *, label=None, rows=None, limits=TRUSTED):
     """Read and check one table; raise InputError listing every problem found.
 
     ``radius``: for ground truth, the name of a per-point scale column to read too.
     ``label``: the name in messages of a table read elsewhere. ``rows``: the row in
     the whole input of each row of this table, when it is a part of one (a shard);
     each point's row (``Table.rows``) follows: its table row in the long layout, its
-    place among the flattened points in the nested one.
+    place among the flattened points in the nested one. ``limits``: what may be read.
     """
-    table, read_label = to_arrow(source, role)
+    table, read_label = to_arrow(source, role, limits)
     label = label or read_label
+    repeated = sorted({n for n in table.column_names if table.column_names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{label}: column names repeat: {columns_text(repeated)}")
     nested = role != "images" and _is_nested(table)
     n_rows = table.num_rows
     first = np.arange(n_rows, dtype=np.int64) if rows is None else np.asarray(rows, np.int64)
     if nested:
         listed = table.column("image_id") if "image_id" in table.column_names else None
-        table, parents, within = _flatten_nested(table, label)
+        table, parents, within = _flatten_nested(table, label, limits)
         point_rows = first[parents] + within
     else:
         point_rows = first

@@ -5,19 +5,21 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import bootstrap
+from .backends import backend_for
+from .check import load
 from .entrypoints import evaluate
 from .errors import InputError, option, shown
+from .limits import TRUSTED
 from .options import DEFAULT_KNN_K, ScoringOptions
+from .ranking import LOWER_IS_BETTER, rank_key
 from .read import to_arrow
+from .version import package_version
 
 COMPARE_SCHEMA_VERSION = "1.0.0"
-RANK_METRICS = ("map", "mae", "rmse")  # and f1@D
-LOWER_IS_BETTER = ("mae", "rmse")
 EXTENSIONS = (".csv.gz", ".parquet", ".pq", ".arrow", ".feather", ".ipc", ".csv", ".tsv")
 
 
@@ -28,18 +30,22 @@ class Comparison:
     Attributes
     ----------
     reports : dict
-        Submission name -> its pointscore.Report, in the order given.
+        Submission name -> its pointscore.Report, in the order given (valid ones).
     summary : dict
         The JSON-ready comparison (docs/compare.md).
+    invalid : dict
+        Submission name -> the lines of what is wrong with it; it is left out of the
+        ranking.
     """
     reports: dict
     summary: dict
+    invalid: dict
 
 
 def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="none",
             match="greedy", score_threshold=None, device="auto", radius=None,
             knn_k=DEFAULT_KNN_K, n_resamples=1000, seed=0, confidence=0.95,
-            rank_by="map") -> Comparison:
+            rank_by="map", limits=None) -> Comparison:
     """Score every submission against one ground truth, rank them, and add bootstrap
     intervals and paired p-values.
 
@@ -61,15 +67,19 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         Coverage of the percentile intervals.
     rank_by : str
         'map', 'mae', 'rmse' or 'f1@D' with D one of the thresholds.
+    limits : pointscore.Limits, optional
+        Bounds on work and memory, per submission.
 
     Returns
     -------
     Comparison
+        A submission with bad input is not an error: it is listed as invalid, with its
+        message, and the others are ranked.
 
     Raises
     ------
     InputError
-        Bad tables or options.
+        Bad options, ground truth or images table.
     """
     options = ScoringOptions.create(thresholds, normalize, match, score_threshold, device,
                                     radius, knn_k)
@@ -83,55 +93,51 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
     if images is None and normalize in ("wh", "diag"):
         raise InputError(f"{option('normalize')} '{normalize}' needs an images table with "
                          "'width' and 'height'")
-    gt_table, images_table, labels = _read_shared(gt, images, preds)
-
-    reports = {}
+    limits = limits or TRUSTED
+    device_name = backend_for(options.device)[0].name
+    gt_table, images_table, labels = _read_shared(gt, images, limits, options.radius)
+    invalid, tables = {}, {}
     for name, source in zip(names, preds):
         try:
-            reports[name] = evaluate(gt_table, source, images_table,
+            tables[name] = to_arrow(source, "pred", limits)
+        except InputError as exc:
+            invalid[name] = exc.raw
+    if images_table is None:  # every submission on the same images: all of them
+        images_table = _all_images([_id_column(gt_table),
+                                    *(_id_column(table) for table, _ in tables.values())])
+    reports = {}
+    for name, (table, label) in tables.items():
+        try:
+            reports[name] = evaluate(gt_table, table, images_table,
                                      thresholds=options.thresholds, normalize=normalize,
                                      match=match, score_threshold=score_threshold,
-                                     device=device, radius=radius, knn_k=knn_k)
+                                     device=device, radius=radius, knn_k=knn_k, limits=limits)
         except InputError as exc:  # tables read here named as their files, or by name
-            named = {**labels, "<pred>": f"<pred {name}>"}
-            raise InputError([_relabel(line, named) for line in exc.raw]) from None
-
-    values = dict(zip(reports, bootstrap.replicates(list(reports.values()), n_resamples, seed))) \
-        if n_resamples else {}
+            named = {**labels, "<pred>": label if label != "<pred>" else f"<pred {name}>"}
+            invalid[name] = [_relabel(line, named) for line in exc.raw]
+    valid = [reports[name] for name in names if name in reports]
+    values = dict(zip([n for n in names if n in reports],
+                      bootstrap.replicates(valid, n_resamples, seed))) \
+        if n_resamples and valid else {}
     ranked = _rank(reports, *ranking)
     p = {(a, b): bootstrap.p_values(values[a], values[b])
          for a in ranked for b in ranked if a != b and values}
-    first = next(iter(reports.values())).summary
     summary = {
-        "version": first["version"],
+        "version": package_version(),
         "schema_version": COMPARE_SCHEMA_VERSION,
-        "config": {**first["config"], "n_resamples": n_resamples, "seed": seed,
+        "config": {**options.config(device_name), "n_resamples": n_resamples, "seed": seed,
                    "confidence": confidence, "rank_by": rank_by},
         "warnings": [],
-        "submissions": {name: _submission(source, reports[name], values.get(name), confidence)
+        "submissions": {name: _submission(source, reports.get(name), values.get(name),
+                                          confidence, invalid.get(name))
                         for name, source in zip(names, preds)},
         "ranking": [_ranking_row(k, name, reports[name].summary,
                                  p.get((name, ranked[k + 1])) if k + 1 < len(ranked) else None)
                     for k, name in enumerate(ranked)],
         "pairs": [{"a": a, "b": b, "p": p[a, b]} for a, b in p],
     }
-    return Comparison(reports, summary)
-
-
-def rank_key(rank_by, thresholds):
-    """rank_by -> (metric, threshold index or None)."""
-    if rank_by in RANK_METRICS:
-        return rank_by, None
-    if isinstance(rank_by, str) and rank_by.startswith("f1@"):
-        try:
-            hits = np.flatnonzero(thresholds == round(float(rank_by[3:]), 10))
-        except ValueError:
-            hits = ()
-        if len(hits):
-            return "f1", int(hits[0])
-    known = ", ".join(f"{d:g}" for d in thresholds)
-    raise InputError(f"{option('rank_by')} must be map, mae, rmse or f1@D with D one of the "
-                     f"thresholds ({known}), got {shown(rank_by)}")
+    return Comparison({n: reports[n] for n in names if n in reports}, summary,
+                      {n: InputError(invalid[n]).problems for n in names if n in invalid})
 
 
 def _metric(summary, metric, t=None):
@@ -150,10 +156,13 @@ def _rank(reports, metric, t):
     return sorted(reports, key=key)
 
 
-def _submission(source, report, values, confidence):
+def _submission(source, report, values, confidence, problems):
     return {"source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else None,
-            "summary": {k: v for k, v in report.summary.items()
-                        if k not in ("version", "schema_version", "config")},
+            "status": "invalid" if problems else "ok",
+            "message": " ".join(InputError(problems).problems) if problems else None,
+            "summary": None if report is None else
+            {k: v for k, v in report.summary.items()
+             if k not in ("version", "schema_version", "config")},
             "intervals": None if values is None
             else bootstrap.summarize_intervals(values, confidence)}
 
@@ -166,31 +175,26 @@ def _ranking_row(k, name, summary, p_beats_next):
 
 # -- inputs -------------------------------------------------------------------------------
 
-def _read_shared(gt, images, preds):
-    """Read the ground truth and images once: (gt table, images table, {placeholder:
-    file name}). Without an images table, every submission is scored on the union of
-    all image ids, so that all are scored on the same images (paired tests need it)."""
+def _read_shared(gt, images, limits, radius):
+    """Read and check the ground truth and images once: (gt table, images table or
+    None, {placeholder: file name}). Their problems stop the run: every submission
+    would share them. Without an images table every submission is scored on the union
+    of all image ids, so that all are scored on the same images (paired tests need it)."""
+    if limits.untrusted and images is None:
+        raise InputError(f"{option('untrusted')} needs {option('images')}: the images scored "
+                         "are the ground truth's, never a submission's")
     problems, labels, tables = [], {}, {}
     for role, source in (("gt", gt), ("images", images)):
         if source is not None:
             try:
-                tables[role], labels[f"<{role}>"] = to_arrow(source, role)
-            except InputError as exc:
-                problems.extend(exc.raw)
-    pred_ids = []
-    if images is None:
-        for source in preds:  # each is read again, whole and checked, by evaluate
-            try:
-                table, _ = to_arrow(source, "pred")
-                pred_ids.append(_id_column(table))
+                tables[role], labels[f"<{role}>"] = to_arrow(source, role, limits)
+                load(tables[role], role, radius if role == "gt" else None,
+                     label=labels[f"<{role}>"], limits=limits)
             except InputError as exc:
                 problems.extend(exc.raw)
     if problems:
         raise InputError(problems)
-    images_table = tables.get("images")
-    if images is None:
-        images_table = _all_images([_id_column(tables["gt"]), *pred_ids])
-    return tables["gt"], images_table, labels
+    return tables["gt"], tables.get("images"), labels
 
 
 def _id_column(table):

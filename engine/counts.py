@@ -8,6 +8,7 @@ import pyarrow.compute as pc
 
 from . import check
 from .errors import InputError, rows_text
+from .limits import TRUSTED
 from .read import to_arrow
 
 # Far above any real image (NWPU-Crowd's densest has about 20,000 heads), and small
@@ -26,16 +27,16 @@ def is_counts(names):
     return "count" in names and not {"x", "y", "points"} & set(names)
 
 
-def load_pred(source, *, label=None, rows=None):
+def load_pred(source, *, label=None, rows=None, limits=TRUSTED):
     """The predictions table: points (check.load) or per-image counts."""
-    table, read_label = to_arrow(source, "pred")
+    table, read_label = to_arrow(source, "pred", limits)
     label = label or read_label
     names = set(table.column_names)
     if "count" in names and names & {"x", "y"}:
         raise InputError(f"{label}: a predictions table holds points ('x', 'y') or "
                          "per-image counts ('count'), not both")
     if not is_counts(names):
-        return check.load(table, "pred", label=label, rows=rows)
+        return check.load(table, "pred", label=label, rows=rows, limits=limits)
     return _load_counts(table, label, rows)
 
 

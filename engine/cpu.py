@@ -3,16 +3,22 @@ import numpy as np
 
 from pointscore.kernels import candidates, rules
 
+from .limits import TRUSTED
+
 NO_AP = np.zeros(0)
 NO_LISTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
-def pair_lists(batch, tmax, scales=None):
+def pair_lists(batch, tmax, scales=None, limits=TRUSTED):
     """Every pair within tmax (in units of ``scales`` when given), per prediction:
-    kernels.candidates.pair_lists."""
-    return candidates.pair_lists(batch.gt_x, batch.gt_y, NO_AP if scales is None else scales,
-                                 batch.gt_off, batch.pred_x, batch.pred_y, batch.pred_off,
-                                 tmax)
+    kernels.candidates.pair_lists, within the limits' pair budget."""
+    lists = candidates.pair_lists(batch.gt_x, batch.gt_y, NO_AP if scales is None else scales,
+                                  batch.gt_off, batch.pred_x, batch.pred_y, batch.pred_off,
+                                  tmax, limits.pairs)
+    if lists[0][-1] > limits.pairs:
+        raise limits.exceeded("pairs", int(lists[0][-1]),
+                              "candidate pairs within the largest threshold")
+    return lists
 
 
 class CpuBackend:
@@ -20,14 +26,15 @@ class CpuBackend:
     name = "cpu"
     xp = np
 
-    def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None):
+    def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None,
+              limits=TRUSTED):
         """The rule's matching at tmax (kernels.rules: GREEDY, NEAREST or NO_RULE) and,
         for a non-empty t2_thresholds, COCO's AP matching per threshold: (match_gt,
         match_key, is_tp (n_t, n_pred)). Candidates come from ``lists`` (pair_lists)
         when given, else from the lazy grid search; with ``scales`` (a scale per gt),
         always from lists, computed here when not given."""
         if scales is not None and lists is None:
-            lists = pair_lists(batch, tmax, scales)
+            lists = pair_lists(batch, tmax, scales, limits)
         score = batch.pred_score if t2_thresholds.size else NO_AP
         return rules.match_groups(batch.pred_off, batch.gt_off, batch.pred_x, batch.pred_y,
                                   batch.gt_x, batch.gt_y, kept, tmax, rule, score,

@@ -4,6 +4,7 @@ runners, and give the same summary bit for bit."""
 from .backends import backend_for
 from .choices import DEFAULT_SHARD_POINTS
 from .errors import InputError, option
+from .limits import TRUSTED, check_workers
 from .options import DEFAULT_KNN_K, ScoringOptions
 from .pipeline import Outputs, Report, check_run_options, run
 from .runners import DaskMap, dask_client, serial_map
@@ -13,7 +14,7 @@ from .sources import open_inputs
 
 def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match="greedy",
              score_threshold=None, device="auto", radius=None, knn_k=DEFAULT_KNN_K,
-             game=None, breakdown=None, bins=None, matches=False) -> Report:
+             game=None, breakdown=None, bins=None, matches=False, limits=None) -> Report:
     """Score predicted points against ground truth, in memory.
 
     Parameters
@@ -48,6 +49,9 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
         Upper bin edges of ``breakdown`` (default NWPU-Crowd's 0, 100, 500, 5000).
     matches : bool
         Keep every prediction's match per threshold in ``Report.matches``.
+    limits : pointscore.Limits, optional
+        Bounds on work and memory (default: ``Limits()``; a leaderboard scoring
+        strangers' files: ``Limits.create(untrusted=True)``).
 
     Returns
     -------
@@ -61,15 +65,16 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
     """
     options = ScoringOptions.create(thresholds, normalize, match, score_threshold, device,
                                     radius, knn_k, game, breakdown, bins)
+    limits = limits or TRUSTED
     backend, note = backend_for(options.device)
-    inputs = open_inputs(gt, pred, images, options, matches=matches)
+    inputs = open_inputs(gt, pred, images, options, matches=matches, limits=limits)
     return run(inputs, options, Outputs(matches=matches), mapper=serial_map,
-               device=backend.name, note=note)
+               device=backend.name, note=note, limits=limits)
 
 
 def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
                     per_image_path=None, matches=False, matches_path=None, strategy="auto",
-                    scratch_dir=None, progress=False, **scoring) -> Report:
+                    scratch_dir=None, progress=False, limits=None, **scoring) -> Report:
     """``evaluate`` for inputs larger than memory, with the same summary bit for bit.
 
     Parquet inputs (files and hive-partitioned dataset directories) are read shard by
@@ -94,6 +99,8 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
         from per-shard partitions written to ``scratch_dir`` (default TMPDIR) first.
     progress : bool or None
         Draw a progress bar on stderr (None: when stderr is a terminal).
+    limits : pointscore.Limits, optional
+        As ``evaluate``.
     **scoring
         The scoring options of ``evaluate``.
 
@@ -107,20 +114,21 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
         Bad tables or options: one line per problem.
     """
     options = ScoringOptions.create(**scoring)
-    check_run_options(strategy, shard_points, True)
+    limits = limits or TRUSTED
+    check_run_options(strategy, shard_points, True, scratch_dir)
     backend, note = backend_for(options.device)
     outputs = _outputs(per_image_path, matches_path, matches)
     inputs = open_inputs(gt, pred, images, options, stream=True, mapper=serial_map,
-                         matches=outputs.matches)
+                         matches=outputs.matches, limits=limits)
     return run(inputs, options, outputs, mapper=serial_map, device=backend.name, note=note,
-               shard_points=shard_points, strategy=strategy, scratch_dir=scratch_dir,
-               progress=progress)
+               limits=limits, shard_points=shard_points, strategy=strategy,
+               scratch_dir=scratch_dir, progress=progress)
 
 
 def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
                          shard_points=DEFAULT_SHARD_POINTS, per_image_path=None,
                          matches=False, matches_path=None, strategy="auto", scratch_dir=None,
-                         progress=False, **scoring) -> Report:
+                         progress=False, limits=None, **scoring) -> Report:
     """``evaluate_stream`` with its tasks on a Dask cluster: a local one of ``workers``
     processes, or the one at ``scheduler``; the same summary bit for bit.
 
@@ -148,16 +156,19 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
         raise InputError(f"give {option('workers')} (a local cluster) or "
                          f"{option('scheduler')} (an existing one), not both or neither")
     options = ScoringOptions.create(**scoring)
+    limits = limits or TRUSTED
+    if not scheduler:
+        check_workers(workers)
     can_partition = not scheduler or scratch_dir is not None
-    check_run_options(strategy, shard_points, can_partition)
+    check_run_options(strategy, shard_points, can_partition, scratch_dir)
     outputs = _outputs(per_image_path, matches_path, matches)
     with dask_client(workers, scheduler, options.device) as client:
         mapper = DaskMap(client)
         device, note = next(mapper(_device_of, [options.device], "device"))
         inputs = open_inputs(gt, pred, images, options, stream=True, mapper=mapper,
-                             piece_rows=shard_points, matches=outputs.matches)
-        return run(inputs, options, outputs,
-                   mapper=mapper, device=device, note=note, shard_points=shard_points,
+                             piece_rows=shard_points, matches=outputs.matches, limits=limits)
+        return run(inputs, options, outputs, mapper=mapper, device=device, note=note,
+                   limits=limits, shard_points=shard_points,
                    piece_rows=shard_points, strategy=strategy, scratch_dir=scratch_dir,
                    can_partition=can_partition, progress=progress)
 

@@ -17,6 +17,7 @@ from pointscore.kernels.rules import NEAREST, NO_RULE
 
 from .cpu import CpuBackend
 from .device import simulated
+from .limits import TRUSTED
 
 THREADS = 128             # threads per block; a tile holds this many predictions
 POINT_BUDGET = 1 << 22    # gt points + predictions on the device at once
@@ -73,11 +74,13 @@ class GpuBackend:
         self.point_budget = point_budget or POINT_BUDGET
         self.pair_budget = pair_budget or PAIR_BUDGET
 
-    def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None):
+    def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None,
+              limits=TRUSTED):
         """As CpuBackend.match, bit for bit. Matching with per-point scales runs on the
         CPU (CpuBackend)."""
         if scales is not None:
-            return CpuBackend().match(batch, tmax, kept, rule, t2_thresholds, scales, lists)
+            return CpuBackend().match(batch, tmax, kept, rule, t2_thresholds, scales, lists,
+                                      limits)
         n_pred = batch.pred_off[-1]
         match_gt, match_d2 = np.full(n_pred, -1, np.int64), np.full(n_pred, np.inf)
         is_tp = np.zeros((t2_thresholds.size, n_pred), bool)

@@ -205,7 +205,7 @@ def _compared_ranking(comparison, mid, f1):
     submissions = comparison.get("submissions", {})
     rows = []
     for entry in comparison["ranking"]:
-        intervals = submissions.get(entry["name"], {}).get("intervals", {})
+        intervals = submissions.get(entry["name"], {}).get("intervals") or {}
         f1_intervals = intervals.get("f1") or []
         p = entry.get("p_beats_next") or {}
         p_f1 = p.get("f1") or []

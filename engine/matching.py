@@ -4,9 +4,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pointscore.kernels import rules
-from pointscore.kernels.hungarian import match_threshold
+from pointscore.kernels.hungarian import ComponentTooLarge, match_threshold
 
 from .cpu import pair_lists
+from .limits import TRUSTED
 
 RULES = {"greedy": rules.GREEDY, "nearest": rules.NEAREST}
 
@@ -36,9 +37,10 @@ def kept_predictions(batch, score_threshold):
     return batch.pred_score >= score_threshold
 
 
-def match_batch(batch, options, kept, backend, scales=None):
+def match_batch(batch, options, kept, backend, scales=None, limits=TRUSTED):
     """Every matched pair of the batch at every threshold, and AP's is_tp: a Matching.
-    ``scales``: each gt's scale (pointscore.scales), or None for plain distances."""
+    ``scales``: each gt's scale (pointscore.scales), or None for plain distances;
+    ``limits``: the pair and component budgets."""
     thresholds = options.threshold_array
     t2 = thresholds * thresholds
     tmax = float(thresholds[-1])
@@ -46,16 +48,20 @@ def match_batch(batch, options, kept, backend, scales=None):
     if options.match == "hungarian":
         # Optimal matching is not monotone in t and needs every pair: on the CPU,
         # per threshold, over the pairs of each connected component.
-        lists = pair_lists(batch, tmax, scales)
-        found = [match_threshold(batch.pred_off, batch.gt_off, *lists, kept, float(t))
-                 for t in thresholds]
-        is_tp = backend.match(batch, tmax, kept, rules.NO_RULE, ap_t2, scales, lists)[2] \
-            if ap_t2.size else None
+        lists = pair_lists(batch, tmax, scales, limits)
+        try:
+            found = [match_threshold(batch.pred_off, batch.gt_off, *lists, kept, float(t),
+                                     limits.component) for t in thresholds]
+        except ComponentTooLarge as big:
+            raise limits.exceeded("component", big.cells, "cells of a connected component's "
+                                  "cost matrix (hungarian)") from None
+        is_tp = backend.match(batch, tmax, kept, rules.NO_RULE, ap_t2, scales, lists,
+                              limits)[2] if ap_t2.size else None
         return Matching(*(np.concatenate([f[k] for f in found]) for k in range(3)),
                         np.repeat(np.arange(thresholds.size), [f[0].size for f in found]),
                         False, is_tp)
     match_gt, match_key, is_tp = backend.match(batch, tmax, kept, RULES[options.match], ap_t2,
-                                               scales)
+                                               scales, limits=limits)
     pred = np.flatnonzero(match_gt >= 0)
     key = match_key[pred]
     # The pair counts from the first threshold that admits it onwards.

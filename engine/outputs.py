@@ -115,14 +115,14 @@ def _inside(path, directory):
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
-def output_problems(outputs, inputs=None):
+def output_problems(outputs, inputs=()):
     """One line per problem with a command's outputs {name: path or None}, before the
     work: an empty path, two outputs naming one file (the later would replace the
-    earlier), an output naming an input {name: path} or lying inside an input
+    earlier), an output naming an input ((name, path) pairs) or lying inside an input
     directory, a path that cannot be written. A 'report' names a directory."""
     problems, seen = [], {}
-    sources = {name: os.path.realpath(path) for name, path in (inputs or {}).items()
-               if isinstance(path, (str, os.PathLike)) and path != STDOUT}
+    sources = [(name, os.path.realpath(path)) for name, path in inputs
+               if isinstance(path, (str, os.PathLike)) and path != STDOUT]
     for name, path in outputs.items():
         if path is None:
             continue
@@ -141,7 +141,7 @@ def output_problems(outputs, inputs=None):
             problems.append(problem)
             continue
         clash = None if real == STDOUT or _kind(real) == "through" else \
-            next((source for source, where in sources.items() if _inside(real, where)), None)
+            next((source for source, where in sources if _inside(real, where)), None)
         if clash:
             problems.append(f"usage error: {option(name)} {label_of(path)} would write over "
                             f"the input {option(clash)}")

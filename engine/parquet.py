@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 from . import check
 from .batch import rank_tables
 from .errors import InputError, first_line, label_of
-from .read import READ_ERRORS, ROLES
+from .files import check_input_path
+from .limits import TRUSTED
+from .read import READ_ERRORS, ROLES, parquet_bounds
 
 BATCH_ROWS = 1 << 18
 SHOWN_FILES = 5
@@ -62,17 +64,17 @@ class ParquetSource:
         return np.cumsum(points) - points
 
 
-def open_source(source, role, radius=None):
-    """A Parquet file or hive-partitioned dataset directory, its metadata read."""
+def open_source(source, role, radius=None, limits=TRUSTED):
+    """A Parquet file or hive-partitioned dataset directory, its metadata read and
+    checked against the limits."""
     name = os.fspath(source)
     label = label_of(name)
-    if not os.path.exists(name):
-        raise InputError(f"{label}: no such file or directory")
-    if os.path.isfile(name) and os.path.getsize(name) == 0:
-        raise InputError(f"{label}: the file is empty")
+    check_input_path(name, limits.untrusted)
     try:
         dataset = ds.dataset(name, format="parquet", partitioning="hive")
-        groups = _row_groups(dataset)
+        fragments = list(dataset.get_fragments())
+        parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
+        groups = _row_groups(fragments)
     except READ_ERRORS as exc:
         raise InputError(f"{label}: cannot read {ROLES[role]} table: {first_line(exc)}") from None
     schema = dataset.schema
@@ -86,10 +88,10 @@ def open_source(source, role, radius=None):
                          radius if role == "gt" else None, *groups)
 
 
-def _row_groups(dataset):
+def _row_groups(fragments):
     """(paths, partitions, file, index, rows, min, max) of every row group, in read order."""
     paths, partitions, file, index, rows, low, high = [], [], [], [], [], [], []
-    for number, fragment in enumerate(dataset.get_fragments()):
+    for number, fragment in enumerate(fragments):
         paths.append(fragment.path)
         partitions.append(fragment.partition_expression)
         key = ds.get_partition_keys(fragment.partition_expression).get("image_id")

@@ -6,6 +6,7 @@ In memory, streamed and distributed runs differ only in where a shard's rows com
 from (pointscore.sources) and who runs ``score_shard`` (pointscore.runners).
 """
 import logging
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from .backends import HUNGARIAN_NOTE, SCALED_NOTE, backend_for
 from .batch import build_batch, group_keys, rank_tables
 from .counts import Counts
 from .crowd import add_game
-from .errors import InputError, option
+from .errors import InputError, label_of, option
 from .matching import kept_predictions, match_batch
 from .progress import Progress
 from .scales import gt_scales
@@ -72,6 +73,7 @@ class Settings:
     count_only: object
     sources: dict            # role -> ParquetSource, or None for rows held by the shard
     matches: bool
+    limits: object           # the run's bounds (pair and component budgets)
 
 
 @dataclass
@@ -124,7 +126,7 @@ def score_tables(gt, pred, images, ids, settings):
         batch = build_batch(gt, pred, images, options.normalize, ids=ids, classes=classes)
         kept = kept_predictions(batch, options.score_threshold)
         matching = match_batch(batch, options, kept, backend,
-                               gt_scales(batch, options, images))
+                               gt_scales(batch, options, images), settings.limits)
         counts = tally.tally(state, batch, kept, matching, sizes)
         if options.game is not None:
             table_kept = None if options.score_threshold is None \
@@ -173,7 +175,7 @@ class Outputs:
     matches: bool = False
 
 
-def run(inputs, options, outputs, *, mapper, device, note, shard_points=None,
+def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=None,
         piece_rows=None, strategy="auto", scratch_dir=None, can_partition=True,
         progress=False, warnings=()):
     """Plan, score and merge the shards of checked ``inputs`` (pointscore.sources): the
@@ -184,7 +186,7 @@ def run(inputs, options, outputs, *, mapper, device, note, shard_points=None,
     settings = Settings(options, device, inputs.classes(), inputs.has_class, inputs.has_scores,
                         inputs.count_only,
                         {role: s if isinstance(s, parquet.ParquetSource) else None
-                         for role, s in inputs.sources().items()}, outputs.matches)
+                         for role, s in inputs.sources().items()}, outputs.matches, limits)
     parquet_sources = [s for s in inputs.sources().values()
                        if isinstance(s, parquet.ParquetSource)]
     spans = {s.role: planning.group_shards(s, plan) for s in parquet_sources}
@@ -268,8 +270,8 @@ def _images_of(images, rows):
                        height=None if images.height is None else images.height[rows])
 
 
-def check_run_options(strategy, shard_points, can_partition):
-    """The options of streamed and distributed runs."""
+def check_run_options(strategy, shard_points, can_partition, scratch_dir=None):
+    """The options of streamed and distributed runs, before any work."""
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got '{strategy}'")
     if isinstance(shard_points, bool) or not isinstance(shard_points, (int, np.integer)) \
@@ -279,3 +281,7 @@ def check_run_options(strategy, shard_points, can_partition):
     if strategy == "partition" and not can_partition:
         raise InputError(f"strategy 'partition' on a remote cluster needs a "
                          f"{option('scratch_dir')} that every worker shares")
+    if scratch_dir is not None and not (os.path.isdir(scratch_dir)
+                                        and os.access(scratch_dir, os.W_OK | os.X_OK)):
+        raise InputError(f"{option('scratch_dir')} {label_of(scratch_dir)}: not a directory "
+                         "this process can write in")

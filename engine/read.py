@@ -3,19 +3,27 @@
 Paths: Parquet files (.parquet, .pq) and Parquet dataset directories (hive partitions
 too), Arrow IPC/Feather (.arrow, .feather, .ipc), CSV (.csv, .csv.gz, .tsv). In memory:
 ``pyarrow.Table``/``RecordBatch``, pandas or polars DataFrames, dicts of arrays.
+
+Nothing is read that the run's limits (engine.limits) refuse: Parquet's rows, row
+groups and list lengths come from its metadata, CSV's rows are counted while streaming
+the (decompressed) text, Arrow IPC's from its batches' headers. Arrow data that did not
+come through a decoder (IPC files, tables handed over in memory) is validated in full,
+so that bad offsets in a file are an error, not a crash.
 """
 import os
 
-import numpy as np
 import pyarrow as pa
 
 from .errors import InputError, first_line, label_of
+from .files import check_input_path
+from .limits import TRUSTED
 
 ROLES = {"gt": "ground truth", "pred": "predictions", "images": "images"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+COUNT_CHUNK = 1 << 24
 
 
 def is_parquet(source):
@@ -24,28 +32,81 @@ def is_parquet(source):
         os.path.isdir(source) or os.fspath(source).lower().endswith(PARQUET_SUFFIXES))
 
 
-def _read_path(path, role):
-    label = label_of(os.fspath(path))
+def parquet_bounds(label, fragments, limits, what):
+    """Check rows, row groups and list lengths (the nested layout's points) of Parquet
+    fragments against the limits, from their metadata alone."""
+    rows = groups = points = 0
+    for fragment in fragments:
+        meta = fragment.metadata
+        rows += meta.num_rows
+        groups += meta.num_row_groups
+        leaf = next((j for j in range(meta.num_columns)
+                     if meta.schema.column(j).path.startswith("points.")), None)
+        if leaf is not None:
+            points += sum(meta.row_group(g).column(leaf).num_values
+                          for g in range(meta.num_row_groups))
+        if groups > limits.row_groups:
+            raise limits.exceeded("row_groups", groups, f"{label}: row groups")
+    for found in (rows, points):
+        if found > limits.points:
+            raise limits.exceeded("points", found, f"{label}: {what}")
+
+
+def _read_parquet(name, label, role, limits):
+    import pyarrow.dataset as ds
+    dataset = ds.dataset(name, format="parquet", partitioning="hive")
+    fragments = list(dataset.get_fragments())
+    parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
+    return dataset.to_table()
+
+
+def _read_arrow(name, label, limits):
+    source = pa.memory_map(name)
+    try:
+        reader = pa.ipc.open_file(source)
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+    except pa.ArrowInvalid:  # the stream format
+        source.seek(0)
+        batches = pa.ipc.open_stream(source)
+    kept, rows = [], 0
+    for batch in batches:
+        rows += batch.num_rows
+        if rows > limits.points:
+            raise limits.exceeded("points", rows, f"{label}: rows")
+        kept.append(batch)
+    return pa.Table.from_batches(kept) if kept else reader.schema.empty_table()
+
+
+def _count_lines(name, label, limits):
+    """Stream the (decompressed) text, counting lines up to the limit."""
+    lines = 0
+    with pa.input_stream(name, compression="detect") as stream:
+        while chunk := stream.read(COUNT_CHUNK):
+            lines += chunk.count(b"\n")
+            if lines > limits.points + 1:
+                raise limits.exceeded("points", lines - 1, f"{label}: rows")
+
+
+def _read_csv(name, label, lower, limits):
+    import pyarrow.csv as csv
+    _count_lines(name, label, limits)
+    delimiter = "\t" if lower.endswith(".tsv") else ","
+    return csv.read_csv(name, parse_options=csv.ParseOptions(delimiter=delimiter))
+
+
+def _read_path(path, role, limits):
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise InputError(f"{label}: no such file or directory")
-    if os.path.isfile(name) and os.path.getsize(name) == 0:
-        raise InputError(f"{label}: the file is empty")
+    label = label_of(name)
+    check_input_path(name, limits.untrusted)
     lower = name.lower()
     try:
-        if os.path.isdir(name):
-            import pyarrow.dataset as ds
-            table = ds.dataset(name, format="parquet", partitioning="hive").to_table()
-        elif lower.endswith(PARQUET_SUFFIXES):
-            import pyarrow.parquet as pq
-            table = pq.read_table(name)
+        if os.path.isdir(name) or lower.endswith(PARQUET_SUFFIXES):
+            table = _read_parquet(name, label, role, limits)
         elif lower.endswith(ARROW_SUFFIXES):
-            import pyarrow.feather as feather
-            table = feather.read_table(name)
+            table = _read_arrow(name, label, limits)
+            table.validate(full=True)
         elif lower.endswith(CSV_SUFFIXES):
-            import pyarrow.csv as csv
-            delimiter = "\t" if lower.endswith(".tsv") else ","
-            table = csv.read_csv(name, parse_options=csv.ParseOptions(delimiter=delimiter))
+            table = _read_csv(name, label, lower, limits)
         else:
             raise InputError(f"{label}: unknown file type (expected .parquet, .arrow, "
                              ".feather, .ipc, .csv or a Parquet dataset directory)")
@@ -56,29 +117,41 @@ def _read_path(path, role):
     return table, label
 
 
-def to_arrow(source, role):
-    """Any accepted form of a table -> (pyarrow.Table, label for messages)."""
-    if isinstance(source, (str, os.PathLike)):
-        return _read_path(source, role)
-    label = f"<{role}>"
+def _in_memory(source, label):
+    import numpy as np
     if isinstance(source, pa.Table):
-        return source, label
+        return source
     if isinstance(source, pa.RecordBatch):
-        return pa.Table.from_batches([source]), label
+        return pa.Table.from_batches([source])
     if isinstance(source, dict):
         try:
             return pa.table({k: np.asarray(v) if not isinstance(v, pa.Array) else v
-                             for k, v in source.items()}), label
+                             for k, v in source.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
             raise InputError(f"{label}: cannot build a table from the dict: "
                              f"{first_line(exc)}") from None
     if hasattr(source, "to_arrow"):  # polars
-        return source.to_arrow(), label
+        return source.to_arrow()
     if type(source).__module__.startswith("pandas"):
         try:
-            return pa.Table.from_pandas(source, preserve_index=False), label
+            return pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise InputError(f"{label}: cannot build a table from the DataFrame: "
                              f"{first_line(exc)}") from None
     raise InputError(f"{label}: expected a path, pyarrow.Table, pandas/polars DataFrame "
                      f"or dict of arrays, got {type(source).__name__}")
+
+
+def to_arrow(source, role, limits=TRUSTED):
+    """Any accepted form of a table -> (pyarrow.Table, label for messages)."""
+    if isinstance(source, (str, os.PathLike)):
+        return _read_path(source, role, limits)
+    label = f"<{role}>"
+    table = _in_memory(source, label)
+    if table.num_rows > limits.points:
+        raise limits.exceeded("points", table.num_rows, f"{label}: rows")
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{label}: not a valid Arrow table: {first_line(exc)}") from None
+    return table, label

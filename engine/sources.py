@@ -14,7 +14,9 @@ import pyarrow.compute as pc
 
 from . import check, counts, parquet
 from .batch import SINGLE_CLASS, _scales, rank_tables
-from .errors import InputError, option, raise_if
+from .errors import InputError, option, raise_if, shown
+from .limits import TRUSTED
+from .parquet import sum_counts
 from .plan import id_values, pieces
 from .read import is_parquet
 
@@ -89,61 +91,68 @@ class Inputs:
     def sources(self):
         return {"gt": self.gt, "pred": self.pred}
 
+    def role_counts(self, role):
+        """A role's image ids and their points, as lists of arrays."""
+        source = self.sources()[role]
+        if isinstance(source, MemorySource):
+            return source.image_counts()
+        return ([a for s in self.scans[role] for a in s.ids],
+                [a for s in self.scans[role] for a in s.counts])
+
     def image_counts(self):
         """Lists of id arrays and count arrays over both sources."""
-        ids, n = [], []
-        for role, source in self.sources().items():
-            if isinstance(source, MemorySource):
-                more_ids, more_n = source.image_counts()
-            else:
-                more_ids = [a for s in self.scans[role] for a in s.ids]
-                more_n = [a for s in self.scans[role] for a in s.counts]
-            ids += more_ids
-            n += more_n
-        return ids, n
+        gt_ids, gt_n = self.role_counts("gt")
+        pred_ids, pred_n = self.role_counts("pred")
+        return gt_ids + pred_ids, gt_n + pred_n
 
-    def classes(self):
-        """Every class value, ascending (the single class without a class column)."""
+    def classes(self, role=None):
+        """Every class value (of one role, or of both), ascending (the single class
+        without a class column)."""
         if not self.has_class:
             return [SINGLE_CLASS]
         values = []
-        for role, source in self.sources().items():
-            values += source.classes() if isinstance(source, MemorySource) else \
-                [a for s in self.scans[role] for a in s.classes]
+        for name, source in self.sources().items():
+            if role in (None, name):
+                values += source.classes() if isinstance(source, MemorySource) else \
+                    [a for s in self.scans[name] for a in s.classes]
         found = pc.unique(pa.chunked_array(values)) if values else pa.array([], pa.int64())
         return found.take(pc.sort_indices(found)).to_pylist()
 
 
-def _open(source, role, options, stream):
+def _open(source, role, options, stream, limits):
     """A role's source: streamed Parquet when ``stream`` allows it, else read whole."""
     if stream and role != "images" and is_parquet(source):
-        opened = parquet.open_source(source, role, options.radius)
+        opened = parquet.open_source(source, role, options.radius, limits)
         if not (role == "pred" and counts.is_counts(opened.schema.names)):
             return opened
     if role == "pred":
-        return MemorySource(counts.load_pred(source))
-    loaded = check.load(source, role, options.radius if role == "gt" else None)
+        return MemorySource(counts.load_pred(source, limits=limits))
+    loaded = check.load(source, role, options.radius if role == "gt" else None, limits=limits)
     return loaded if role == "images" else MemorySource(loaded)
 
 
 def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_rows=None,
-                matches=False):
+                matches=False, limits=TRUSTED):
     """Open and check the three tables (see the module doc). With ``stream``, Parquet
     inputs are ParquetSources, scanned through ``mapper`` in pieces of about
-    ``piece_rows`` rows; ``matches``: match rows are asked for.
+    ``piece_rows`` rows; ``matches``: match rows are asked for; ``limits``: the run's
+    bounds (engine.limits).
 
     Raises
     ------
     InputError
         One line per problem found, in the tables or in the options they do not suit.
     """
+    if limits.untrusted and images is None:
+        raise InputError(f"{option('untrusted')} needs {option('images')}: the images scored "
+                         "are the ground truth's, never a submission's")
     opened, problems = {}, []
     for role, source in (("gt", gt), ("pred", pred), ("images", images)):
         if source is None:
             opened[role] = None
             continue
         try:
-            opened[role] = _open(source, role, options, stream)
+            opened[role] = _open(source, role, options, stream, limits)
         except InputError as exc:
             problems += exc.raw
     raise_if(problems)
@@ -162,8 +171,35 @@ def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_r
     if not count_only:
         _scales(images_t, pa.array([], images_t.image_id.type) if images_t is not None
                 else pa.array([], pa.int64()), options.normalize)
-    return Inputs(gt_src, pred_src, images_t, empty["gt"].klass is not None,
-                  pred_t.score is not None, count_only, scans)
+    inputs = Inputs(gt_src, pred_src, images_t, empty["gt"].klass is not None,
+                    pred_t.score is not None, count_only, scans)
+    _check_bounds(inputs, limits)
+    return inputs
+
+
+def _check_bounds(inputs, limits):
+    """Points per image, images and classes within the limits; in the untrusted mode, no
+    class that the ground truth lacks."""
+    for role, source in inputs.sources().items():
+        ids, n = sum_counts(*inputs.role_counts(role))
+        if n.size and n.max() > limits.image_points:
+            at = int(n.argmax())
+            raise limits.exceeded("image_points", int(n.max()),
+                                  f"{source.label}: points of image {shown(ids[at].as_py())}")
+    universe = len(inputs.images) if inputs.images is not None else \
+        len(pc.unique(pa.chunked_array(inputs.image_counts()[0] or [pa.array([], pa.int64())])))
+    if universe > limits.images:
+        raise limits.exceeded("images", universe, "images")
+    classes = inputs.classes()
+    if len(classes) > limits.classes:
+        raise limits.exceeded("classes", len(classes), "classes")
+    if limits.untrusted and inputs.has_class:
+        known = set(inputs.classes("gt"))
+        extra = [c for c in inputs.classes("pred") if c not in known]
+        if extra:
+            raise InputError(f"{inputs.pred.label}: column 'class' has {len(extra)} classes "
+                             f"the ground truth lacks ({', '.join(shown(c) for c in extra[:5])}"
+                             f"{' and more' if len(extra) > 5 else ''})")
 
 
 def _table_or_empty(source):

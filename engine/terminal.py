@@ -1,7 +1,7 @@
 """Summaries as readable tables for the terminal."""
 import numpy as np
 
-from .compare import rank_key
+from .ranking import rank_key
 
 
 def fmt(value, digits=4):
@@ -96,12 +96,15 @@ def ranking_table(summary):
                                     intervals["f1"][shown_t] if intervals else None, with_ci),
                      _number(p_shown)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    first = next(iter(summary["submissions"].values()))["summary"]
+    scored = [s["summary"] for s in summary["submissions"].values() if s["summary"]]
+    images = f"images {scored[0]['images']}  " if scored else ""
     lines = [f"pointscore {summary['version']}  {len(summary['ranking'])} submissions  "
-             f"images {first['images']}  match={cfg['match']}  normalize={cfg['normalize']}  "
+             f"{images}match={cfg['match']}  normalize={cfg['normalize']}  "
              f"ranked by {cfg['rank_by']}", ""]
     lines += ["  ".join(cell.ljust(w) if i == 1 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
+    lines += [f"{'invalid'.rjust(widths[0])}  {name}: {s['message']}"
+              for name, s in summary["submissions"].items() if s["status"] == "invalid"]
     lines.append("")
     if with_ci:
         lines.append(f"{cfg['n_resamples']} bootstrap resamples of the images (seed "

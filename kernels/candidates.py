@@ -177,12 +177,13 @@ def _scan_group(gx, gy, gr2, reach, g0, g1, px, py, p0, p1, kmax, counts, cursor
 
 
 @njit(cache=True, parallel=True)
-def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax):
+def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs):
     """Every (pred, gt) pair of a group with key <= tmax², per prediction; ``gr`` holds
     each gt's scale, or is empty for plain distances.
 
     Returns ``cand_off`` (n_pred + 1), ``cand_gt`` (global gt index) and ``cand_key``;
-    each prediction's pairs are sorted by (key, gt index).
+    each prediction's pairs are sorted by (key, gt index). With more than max_pairs
+    pairs, only counted (cand_off[-1]): nothing is allocated for them.
     """
     n_groups = g_off.size - 1
     n_pred = px.size
@@ -201,11 +202,11 @@ def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax):
                     p_off[k + 1], kmax, counts, counts, no_gt, no_key)
     cand_off = np.zeros(n_pred + 1, np.int64)
     cand_off[1:] = np.cumsum(counts)
+    if cand_off[-1] == 0 or cand_off[-1] > max_pairs:
+        return cand_off, no_gt, no_key
     cursor = cand_off[:-1].copy()
     cand_gt = np.empty(cand_off[-1], np.int64)
     cand_key = np.empty(cand_off[-1], np.float64)
-    if cand_off[-1] == 0:
-        return cand_off, cand_gt, cand_key
     for k in prange(n_groups):
         _scan_group(gx, gy, gr2, reach, g_off[k], g_off[k + 1], px, py, p_off[k],
                     p_off[k + 1], kmax, counts, cursor, cand_gt, cand_key)

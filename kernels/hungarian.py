@@ -9,7 +9,6 @@ scales); a pair's cost is sqrt(key), its distance in threshold units.
 """
 import numpy as np
 from numba import njit, prange
-from scipy.optimize import linear_sum_assignment
 
 
 @njit(cache=True)
@@ -57,9 +56,19 @@ def _first_per_component(comp, key):
     return order[starts]
 
 
-def _solve_component(e_pred, e_gt, e_key, t):
+class ComponentTooLarge(Exception):
+    """A connected component whose cost matrix would exceed the cell budget."""
+
+    def __init__(self, cells):
+        super().__init__(cells)
+        self.cells = cells
+
+
+def _solve_component(e_pred, e_gt, e_key, t, max_cells):
     preds, rows = np.unique(e_pred, return_inverse=True)
     gts, cols = np.unique(e_gt, return_inverse=True)
+    if preds.size * gts.size > max_cells:
+        raise ComponentTooLarge(preds.size * gts.size)
     # An infeasible pair costs more than any feasible matching can save, so the
     # optimum first maximises the number of pairs, then minimises their distance.
     big = 2.0 * (min(preds.size, gts.size) + 1) * t
@@ -67,13 +76,15 @@ def _solve_component(e_pred, e_gt, e_key, t):
     cost[rows, cols] = np.sqrt(e_key)
     edge_at = np.full(cost.shape, -1)
     edge_at[rows, cols] = np.arange(e_pred.size)
+    from scipy.optimize import linear_sum_assignment  # loaded by the hungarian rule only
     r, c = linear_sum_assignment(cost)
     chosen = edge_at[r, c]
     return chosen[chosen >= 0]
 
 
-def match_threshold(p_off, g_off, cand_off, cand_gt, cand_key, kept, t):
-    """Matched (pred, gt, key) arrays at threshold t."""
+def match_threshold(p_off, g_off, cand_off, cand_gt, cand_key, kept, t, max_cells):
+    """Matched (pred, gt, key) arrays at threshold t. A component whose cost matrix
+    would hold more than max_cells cells raises ComponentTooLarge."""
     kmax = t * t
     roots = edge_components(p_off, g_off, cand_off, cand_gt, cand_key, kept, kmax)
     owner = np.repeat(np.arange(kept.size), np.diff(cand_off))
@@ -93,6 +104,7 @@ def match_threshold(p_off, g_off, cand_off, cand_gt, cand_key, kept, t):
     bounds = np.r_[0, np.cumsum(n_edges)]
     for k in np.flatnonzero(~star):
         edges = by_comp[bounds[k]:bounds[k + 1]]
-        chosen.append(edges[_solve_component(e_pred[edges], e_gt[edges], e_key[edges], t)])
+        chosen.append(edges[_solve_component(e_pred[edges], e_gt[edges], e_key[edges], t,
+                                             max_cells)])
     chosen = np.concatenate(chosen)
     return e_pred[chosen], e_gt[chosen], e_key[chosen]

@@ -296,7 +296,7 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_pat
 def test_internal_error_exits_1_with_one_line(files, capsys, monkeypatch):
     def crash(*args, **kwargs):
         raise ValueError("something broke\nwith a second line\nand a third")
-    monkeypatch.setattr("pointscore.cli.commands.evaluate", crash)
+    monkeypatch.setattr("pointscore.entrypoints.evaluate", crash)
     monkeypatch.delenv("POINTSCORE_DEBUG", raising=False)
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"])
     assert (code, out) == (1, "")

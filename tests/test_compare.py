@@ -278,7 +278,6 @@ def test_cli_json_to_stdout_and_to_a_file(files, capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragments", [
-    (["--pred", "{a}", "{dir}/nope.parquet"], ["nope.parquet", "no such file"]),
     (["--pred", "{a}", "{b}", "--names", "x,x"], ["each name must be given once"]),
     (["--pred", "{a}", "{b}", "--rank-by", "speed"], ["--rank-by must be", "'speed'"]),
     (["--pred", "{a}", "--bootstrap", "-5"], ["usage error", "--bootstrap"]),
@@ -297,3 +296,28 @@ def test_default_names_tell_clashing_files_apart():
     assert default_names(["/t/x/pred.parquet", "/t/y/pred.parquet"]) == ["x/pred", "y/pred"]
     assert default_names(["/t/a/pred.parquet", "/t/a/pred.csv"]) == ["pred.parquet", "pred.csv"]
     assert default_names(["/t/p.csv", "/t/p.csv", {"x": []}]) == ["p", "p-2", "submission-3"]
+
+
+def test_bad_submissions_are_listed_as_invalid_and_the_others_ranked(files, capsys, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image_id,x,y,score\n0,1,1,-1\n")
+    out_json = tmp_path / "c.json"
+    code, out, err = run(capsys, files, "--pred", files["a"], str(tmp_path / "nope.parquet"),
+                         str(bad), files["b"], "--json", str(out_json))
+    assert code == 4
+    summary = json.loads(out_json.read_text())
+    status = {name: s["status"] for name, s in summary["submissions"].items()}
+    assert status == {"a": "ok", "nope": "invalid", "bad": "invalid", "b": "ok"}
+    assert [row["name"] for row in summary["ranking"]] == ["a", "b"]
+    assert "no such file" in summary["submissions"]["nope"]["message"]
+    assert "negative" in summary["submissions"]["bad"]["message"]
+    assert "invalid  nope: " in out and "invalid  bad: " in out
+    assert len(err.splitlines()) == 2 and all(" invalid submission " in line
+                                              for line in err.splitlines())
+
+
+def test_no_bootstrap_with_a_report(files, capsys, tmp_path):
+    code, out, err = run(capsys, files, "--pred", files["a"], files["b"], "--bootstrap", "0",
+                         "--report", str(tmp_path / "report"))
+    assert code == 0, err
+    assert (tmp_path / "report" / "index.html").is_file()

@@ -72,7 +72,7 @@ def _backend():
 
 def _cpu_candidates(b, dmax):
     return candidates.pair_lists(b.gt_x, b.gt_y, NO_AP, b.gt_off, b.pred_x, b.pred_y,
-                                 b.pred_off, dmax)
+                                 b.pred_off, dmax, 2**62)
 
 
 def _assert_same(actual, expected):

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from pointscore.kernels import ap, candidates, rules
 
 SETTINGS = settings(max_examples=80, deadline=None)
+ANY = 2**62  # no pair budget
 
 
 @st.composite
@@ -61,7 +62,7 @@ NO_LISTS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
 def test_candidates_are_every_pair_within_d_sorted_by_d2_then_gt(batch):
     gx, gy, g_off, px, py, p_off, d = batch
     assert_every_pair_within(
-        candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d), g_off, p_off,
+        candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY), g_off, p_off,
         lambda k: reference.pair_d2(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)),
         d * d)
 
@@ -72,7 +73,7 @@ def test_far_away_and_collinear_points_do_not_overflow_the_grid():
     px = np.array([1e12 + 0.5, -1e15, 1e300])
     py = np.array([0.0, 0.0, 0.0])
     off = np.array([0, 3], np.int64)
-    cand_off, cand_gt, cand_d2 = candidates.pair_lists(gx, gy, NO_SCALES, off, px, py, off, 1.0)
+    cand_off, cand_gt, cand_d2 = candidates.pair_lists(gx, gy, NO_SCALES, off, px, py, off, 1.0, ANY)
     assert cand_off.tolist() == [0, 1, 1, 1] and cand_gt.tolist() == [1]
 
 
@@ -90,7 +91,7 @@ def _assert_knn_equals_reference(rule, batch, kept, score):
     """kernels.rules' matching and AP matching, group by group, against the reference:
     with the lazy grid search and with every pair listed (the two candidate providers)."""
     gx, gy, g_off, px, py, p_off, d = batch
-    for lists in (NO_LISTS, candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d)):
+    for lists in (NO_LISTS, candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY)):
         _assert_rules_equal_reference(rule, batch, kept, score, lists)
 
 

@@ -28,6 +28,7 @@ from pointscore.kernels import candidates, knn_scales
 SETTINGS = settings(max_examples=30, deadline=None)
 RULES = ["greedy", "nearest", "hungarian"]
 RADII = [0.5, 1.0, 2.0, 2.5, 3.0]  # squares exact: 3-4-5 pairs land exactly on t = 1, 2
+ANY = 2**62  # no pair budget
 
 
 @st.composite
@@ -127,7 +128,7 @@ def groups(draw, max_points=8):
 def test_pairs_are_every_pair_within_t_sorted_by_key_then_gt(batch):
     gx, gy, gr, g_off, px, py, p_off, tmax = batch
     assert_every_pair_within(
-        candidates.pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax), g_off, p_off,
+        candidates.pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, ANY), g_off, p_off,
         lambda k: reference.pair_key(group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k),
                                      gr[g_off[k]:g_off[k + 1]]),
         tmax * tmax)
@@ -143,7 +144,7 @@ def test_far_points_huge_radii_and_overflowing_reach():
     py = np.zeros(4)
     off = np.array([0, 4], np.int64)
     for tmax in (1.0, 1e160):
-        cand_off, cand_gt, cand_key = candidates.pair_lists(gx, gy, gr, off, px, py, off, tmax)
+        cand_off, cand_gt, cand_key = candidates.pair_lists(gx, gy, gr, off, px, py, off, tmax, ANY)
         with np.errstate(over="ignore"):
             key = reference.pair_key(np.column_stack([px, py]), np.column_stack([gx, gy]), gr)
         for p in range(4):

@@ -38,7 +38,7 @@ def main(argv=None):
     try:
         args = parsers.build().parse_args(argv)
         from .commands import COMMANDS  # the library loads only once there is work
-        COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
     except InputError as exc:
         for line in exc.lines(parsers.flag):
             print(f"pointscore: {' '.join(line.splitlines())}", file=sys.stderr)
@@ -62,4 +62,4 @@ def main(argv=None):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    return 0
+    return status if isinstance(status, int) else 0

@@ -1,12 +1,13 @@
-"""What each subcommand does with its parsed arguments: library calls, then outputs."""
+"""What each subcommand does with its parsed arguments: library calls, then outputs.
+
+Each command imports the parts of the library it uses when it runs: checking a
+submission (validate) must not pay for loading Numba and scipy."""
 import os
 import sys
 from contextlib import ExitStack
 
-from .. import compare as comparing
-from .. import convert as converting
-from ..entrypoints import evaluate, evaluate_distributed, evaluate_stream
-from ..errors import InputError, label_of, option
+from ..errors import InputError, label_of, option, shown
+from ..limits import BOUNDS, Limits
 from ..outputs import (
     STDOUT,
     destination,
@@ -21,6 +22,13 @@ from ..sinks import RowSink
 from ..terminal import crowd_table, ranking_table, text_table
 
 SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
+INVALID_SUBMISSIONS = 4  # compare's exit status when some submissions are invalid
+
+
+def _limits(args):
+    """The run's Limits from --untrusted and the --max-* flags."""
+    return Limits.create(args.untrusted, **{name: getattr(args, f"max_{name}")
+                                            for name in BOUNDS})
 
 
 def _scoring(args):
@@ -63,9 +71,11 @@ def streams(gt, pred, shard_points):
 
 
 def evaluate_command(args):
+    from ..compare import default_names
+    from ..entrypoints import evaluate, evaluate_distributed, evaluate_stream
     outputs = {"json": args.json, "per_image": args.per_image, "matches": args.matches,
                "report": args.report}
-    _check_outputs(outputs, {"gt": args.gt, "pred": args.pred, "images": args.images},
+    _check_outputs(outputs, [("gt", args.gt), ("pred", args.pred), ("images", args.images)],
                    tables=("per_image", "matches"))
     if args.workers and args.scheduler:
         raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
@@ -79,14 +89,17 @@ def evaluate_command(args):
         sharded = dict(shard_points=args.shard_points, scratch_dir=args.scratch_dir,
                        per_image_path=dest.get("per_image"), matches_path=dest.get("matches"),
                        progress=None)
+        limits = _limits(args)
         if distributed:
             report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
-                                          workers=args.workers, scheduler=args.scheduler)
+                                          workers=args.workers, scheduler=args.scheduler,
+                                          limits=limits)
         elif streams(args.gt, args.pred, args.shard_points):
-            report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded)
+            report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded,
+                                     limits=limits)
         else:
             report = evaluate(args.gt, args.pred, args.images, **scoring,
-                              matches=args.matches is not None)
+                              matches=args.matches is not None, limits=limits)
             for name, table in (("per_image", report.per_image), ("matches", report.matches)):
                 if name in dest:
                     with RowSink(dest[name], name=name) as sink:
@@ -97,43 +110,48 @@ def evaluate_command(args):
             write_text(dest["json"], summary_json(report.summary))
         if args.report:  # last: it is renamed into place at once
             from ..html_report import write_report
-            write_report(args.report, {comparing.default_names([args.pred])[0]: report})
+            write_report(args.report, {default_names([args.pred])[0]: report})
     if STDOUT not in outputs.values():
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary))
     return report
 
 
 def compare_command(args):
+    from .. import compare as comparing
     _check_outputs({"json": args.json, "report": args.report},
-                   {"gt": args.gt, "images": args.images,
-                    **{f"pred {i + 1}": p for i, p in enumerate(args.pred)}})
+                   [("gt", args.gt), ("images", args.images), *(("pred", p) for p in args.pred)])
     names = [name.strip() for name in args.names.split(",")] if args.names else None
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
                                    **_scoring(args), n_resamples=args.n_resamples,
                                    seed=args.seed, confidence=args.confidence,
-                                   rank_by=args.rank_by)
+                                   rank_by=args.rank_by, limits=_limits(args))
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
     for line in notes:
         print(f"pointscore: {line}", file=sys.stderr)
-    if args.report:
+    if args.report and comparison.reports:
         from ..html_report import write_report
         write_report(args.report, comparison.reports, comparison.summary)
     if args.json:
         write_json(comparison.summary, args.json)  # written whole; '-' prints it alone
     if args.json != STDOUT:
         sys.stdout.write(ranking_table(comparison.summary))
-    return comparison
+    for name, problems in comparison.invalid.items():
+        for line in problems:
+            print(f"pointscore: invalid submission {shown(name)}: {line}", file=sys.stderr)
+    return INVALID_SUBMISSIONS if comparison.invalid else 0
 
 
 def convert_command(args):
     """Do the conversion the parsed arguments ask for; write the outputs atomically."""
     import pyarrow.compute as pc
+
+    from .. import convert as converting
     outputs = {"out": args.out, "images_out": args.images_out}
     for name, path in outputs.items():
         if path and not path.lower().endswith((".parquet", ".pq")):
             raise InputError(f"{option(name)}: {label_of(path)!r} must end in .parquet or .pq "
                              "(pointscore reads files by their extension)")
-    _check_outputs(outputs, {f"input {i + 1}": p for i, p in enumerate(args.inputs)})
+    _check_outputs(outputs, [("inputs", p) for p in args.inputs])
     for name, value, fmt in (("mapping", args.mapping, "csv"), ("mat_key", args.mat_key, "mat"),
                              ("delimiter", args.delimiter, "csv")):
         if value and args.fmt != fmt:
@@ -167,5 +185,14 @@ def convert_command(args):
     return points, images
 
 
+def validate_command(args):
+    from ..validate import validate
+    found = validate(args.gt, args.pred, args.images, normalize=args.normalize,
+                     radius=args.radius, score_threshold=args.score_threshold,
+                     limits=_limits(args))
+    print(f"valid: {found['pred_points']:,} predictions and {found['gt_points']:,} "
+          f"ground-truth points in {found['images']:,} images")
+
+
 COMMANDS = {"evaluate": evaluate_command, "compare": compare_command,
-            "convert": convert_command}
+            "convert": convert_command, "validate": validate_command}

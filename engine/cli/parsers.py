@@ -14,6 +14,7 @@ from ..choices import (
 )
 from ..choices import CONVERT_FORMATS as FORMATS
 from ..errors import InputError
+from ..limits import TRUSTED, UNTRUSTED
 
 # Library option names whose flag is not "--" + the name with dashes.
 FLAGS = {"radius": "--radius-column", "n_resamples": "--bootstrap", "mapping": "--map",
@@ -102,6 +103,29 @@ def _scoring(parser, images_help):
     parser.add_argument("--device", choices=DEVICES, default="auto")
 
 
+def _limits(parser):
+    """The bounds on work and memory (pointscore.limits), and the leaderboard's mode."""
+    group = parser.add_argument_group(
+        "limits", "bounds on what a file can make pointscore do; exceeding one is an error "
+        "(exit 2) naming it")
+    group.add_argument("--untrusted", action="store_true",
+                       help="score a stranger's submission: inputs must be regular files, "
+                            "--images is required, no class the ground truth lacks, and the "
+                            "limits are tighter")
+    for name, text in LIMIT_HELP.items():
+        group.add_argument(f"--max-{name.replace('_', '-')}", type=whole_number(1),
+                           metavar="N", help=f"{text} (default {getattr(TRUSTED, name):,}; "
+                                             f"untrusted {getattr(UNTRUSTED, name):,})")
+
+
+LIMIT_HELP = {"points": "points (rows) of one input table",
+              "image_points": "points of one table in one image",
+              "images": "evaluated images", "classes": "classes",
+              "row_groups": "row groups of one Parquet input",
+              "pairs": "candidate pairs held at once (per-point scales, hungarian)",
+              "component": "cells of one hungarian component's cost matrix"}
+
+
 def _evaluate(commands):
     ev = commands.add_parser("evaluate", help="score one prediction table")
     ev.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
@@ -136,6 +160,22 @@ def _evaluate(commands):
     big.add_argument("--scratch-dir", metavar="DIR",
                      help="where inputs not sorted by image_id are partitioned "
                           "(default TMPDIR; with --scheduler, a directory every worker shares)")
+    _limits(ev)
+
+
+def _validate(commands):
+    parser = commands.add_parser(
+        "validate", help="check a submission without scoring it (at upload time)",
+        description="Check a predictions table against the ground truth with every rule "
+                    "and limit of 'evaluate', without scoring it; exit 0 when it is valid, "
+                    "2 with one line per problem when not.")
+    parser.add_argument("--gt", required=True, help="ground-truth points (Parquet, Arrow, CSV)")
+    parser.add_argument("--pred", required=True, help="the submission")
+    parser.add_argument("--images", help="images table: image_id[, width, height]")
+    parser.add_argument("--normalize", choices=NORMALIZE, default="none")
+    parser.add_argument("--radius-column", dest="radius", metavar="NAME")
+    parser.add_argument("--score-threshold", type=float, default=None)
+    _limits(parser)
 
 
 def _compare(commands):
@@ -164,6 +204,7 @@ def _compare(commands):
                         help="write the comparison as JSON ('-': stdout only)")
     parser.add_argument("--report", metavar="DIR",
                         help="write a self-contained HTML report (needs matplotlib)")
+    _limits(parser)
 
 
 def _convert(commands):
@@ -202,5 +243,6 @@ def build():
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _evaluate(commands)
     _compare(commands)
+    _validate(commands)
     _convert(commands)
     return parser
