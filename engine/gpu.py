@@ -84,7 +84,7 @@ class GpuBackend:
         n_pred = batch.pred_off[-1]
         match_gt, match_d2 = np.full(n_pred, -1, np.int64), np.full(n_pred, np.inf)
         is_tp = np.zeros((t2_thresholds.size, n_pred), bool)
-        for run in self._runs(batch, tmax):
+        for run in self._runs(batch, tmax, limits):
             ps = slice(run.p0, run.p1)
             if rule != NO_RULE:
                 m_gt, m_d2 = self._greedy(rule == NEAREST, run, kept[ps])
@@ -123,13 +123,16 @@ class GpuBackend:
         return xp.searchsorted(off, xp.arange(n), side="right") - 1
 
     # -- candidate pairs ------------------------------------------------------------------
-    def _runs(self, batch, dmax):
+    def _runs(self, batch, dmax, limits=TRUSTED):
         """Runs of groups within the point budget, each split further to stay within
         the pair budget once its pairs are counted; pairs per prediction are sorted by
-        (d², gt), as kernels.candidates.pair_lists lists them."""
+        (d², gt), as kernels.candidates.pair_lists lists them. The batch's pairs, listed
+        here where the CPU searches lazily, are held to the limits' pair bound as the
+        CPU's pair lists are: points piled on one spot must not list n² pairs."""
         xp = self.xp
         d2max = dmax * dmax  # as the CPU kernels compute it
         point_counts = np.diff(batch.gt_off) + np.diff(batch.pred_off)
+        listed = 0
         for k0, k1 in _chunks(point_counts.size, (point_counts, self.point_budget)):
             g_base, p_base = batch.gt_off[k0], batch.pred_off[k0]
             g_off = batch.gt_off[k0:k1 + 1] - g_base
@@ -152,6 +155,10 @@ class GpuBackend:
             launch_tiles(kernels.count_pairs, np.full(tile_group.size, True), counts)
             cand_off = xp.concatenate((xp.zeros(1, np.int64), xp.cumsum(counts)))
             host_off = self._to_host(cand_off)
+            listed += int(host_off[-1])
+            if listed > limits.pairs:
+                raise limits.exceeded("pairs", listed,
+                                      "candidate pairs within the largest threshold")
             for a, b in _chunks(k1 - k0, (np.diff(host_off[p_off]), self.pair_budget)):
                 pa, pb = p_off[a], p_off[b]
                 base, end = int(host_off[pa]), int(host_off[pb])

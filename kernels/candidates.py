@@ -1,20 +1,15 @@
-"""Candidate pairs: which ground-truth points a prediction may match, nearest first.
+"""Every candidate pair: each prediction's ground-truth points within reach.
 
 A prediction p and a ground-truth point g of the same group are a pair at threshold t
 when their *key* is at most t*t. The key is d² = dx*dx + dy*dy in float64 for plain
 distances, and d² / r_g² for a scale r_g per ground-truth point (docs/scaled.md);
 with every r_g = 1 the two agree bit for bit. Pairs order by (key, gt index).
 
-Two providers, which the matching rules (kernels.rules) read through one interface:
-
-* ``next_nearest`` (plain distances): the up to K nearest free gts after a given
-  (key, gt), from a ring search on a grid over the group's gts. Dense crowds have
-  thousands of gts within the largest threshold of a prediction, but the rules
-  almost always settle on one of the first few, so lists are extended lazily.
-* ``pair_lists`` (per-point scales, and the optimal rule, which needs every pair):
-  every pair with key <= t_max², found per gt on a grid over the predictions (each
-  gt reaches as far as its own scale allows), stored per prediction sorted by
-  (key, gt).
+``pair_lists`` finds every pair with key <= t_max², per gt on a grid over the
+predictions (each gt reaches as far as its own scale allows), and stores them per
+prediction sorted by (key, gt): what the optimal rule needs, and the candidates of
+every rule with per-point scales. Plain distances are searched lazily instead
+(kernels.tree).
 """
 import numpy as np
 from numba import njit, prange
@@ -26,101 +21,11 @@ from . import grid
 MAX_REACH = np.finfo(np.float64).max
 
 
-# -- lazy nearest-first lists (plain distances) ------------------------------------------
-
-@njit(cache=True)
-def offer(key, g, out_key, out_g, count, k, beyond):
-    """Insert (key, g) into the sorted buffer of at most k entries; returns the count
-    and the least key of the entries left out of the buffer so far (``beyond``)."""
-    if count == k and (key > out_key[k - 1] or (key == out_key[k - 1] and g > out_g[k - 1])):
-        return count, min(beyond, key)
-    if count == k:  # the last entry makes room
-        beyond = min(beyond, out_key[k - 1])
-    i = count if count < k else k - 1
-    while i > 0 and (out_key[i - 1] > key or (out_key[i - 1] == key and out_g[i - 1] > g)):
-        out_key[i] = out_key[i - 1]
-        out_g[i] = out_g[i - 1]
-        i -= 1
-    out_key[i] = key
-    out_g[i] = g
-    return min(count + 1, k), beyond
-
-
-@njit(cache=True)
-def _scan_cell(qx, qy, gx, gy, taken, cell_start, members, c, kmax, after_key, after_g,
-               out_key, out_g, count, k, beyond):
-    for m in range(cell_start[c], cell_start[c + 1]):
-        g = members[m]
-        if taken[g]:
-            continue
-        dx = qx - gx[g]
-        dy = qy - gy[g]
-        key = dx * dx + dy * dy
-        if key <= kmax and (key > after_key or (key == after_key and g > after_g)):
-            count, beyond = offer(key, g, out_key, out_g, count, k, beyond)
-    return count, beyond
-
-
-@njit(cache=True)
-def next_nearest(qx, qy, gx, gy, taken, index, kmax, after_key, after_g, out_key, out_g):
-    """The up to K = out_key.size smallest (d², g) after (after_key, after_g) with
-    d² <= kmax and g not taken, sorted, into out_key/out_g. (Rules only ever take gts,
-    so a gt skipped as taken would never have been usable later either.)
-
-    Returns (count, complete, tied): complete is True when no further gt lies within
-    reach; tied when one that follows them has the last one's d² (the search looks at
-    every point up to that d², so ties are never missed).
-    Rings of cells are searched outwards; points beyond ring r are at least (r-1)
-    cells away (one cell of slack for rounding in the cell index), which bounds the
-    search.
-    """
-    xmin, ymin, cell, nx, ny, cell_start, members = index
-    k = out_key.size
-    count = 0
-    beyond = np.inf
-    tx = (qx - xmin) / cell
-    ty = (qy - ymin) / cell
-    # Farther than the reach from every cell: nothing to find. What passes is within
-    # 1 / MIN_CELL + 2 cells of the grid, so int() cannot overflow.
-    reach = np.sqrt(kmax) / cell + 2.0
-    if not (-reach <= tx <= nx + reach and -reach <= ty <= ny + reach):
-        return 0, True, False
-    pcx = int(np.floor(tx))
-    pcy = int(np.floor(ty))
-    # Rings nearer than this one hold no cell of the grid.
-    r = max(0, -pcx, pcx - (nx - 1), -pcy, pcy - (ny - 1))
-    while True:
-        # A point in ring r is at least (r - 1) cells away; the 1e-6 cell of slack
-        # dwarfs any rounding in the cell indices (see kernels.grid).
-        bound = (r - 1 - 1e-6) * cell
-        if r > 1 and bound * bound > kmax:
-            break
-        if count == k and r > 1 and bound * bound > out_key[k - 1]:
-            break
-        x0, x1, y0, y1 = pcx - r, pcx + r, pcy - r, pcy + r
-        for cy in range(max(y0, 0), min(y1, ny - 1) + 1):
-            if cy == y0 or cy == y1:  # the ring's top and bottom rows, whole
-                for cx in range(max(x0, 0), min(x1, nx - 1) + 1):
-                    count, beyond = _scan_cell(qx, qy, gx, gy, taken, cell_start, members,
-                                               cy * nx + cx, kmax, after_key, after_g, out_key,
-                                               out_g, count, k, beyond)
-            else:  # in between, its two side cells
-                for cx in (x0, x1):
-                    if 0 <= cx < nx:
-                        count, beyond = _scan_cell(qx, qy, gx, gy, taken, cell_start,
-                                                   members, cy * nx + cx, kmax, after_key,
-                                                   after_g, out_key, out_g, count, k, beyond)
-        if x0 <= 0 and y0 <= 0 and x1 >= nx - 1 and y1 >= ny - 1:
-            break  # rings 0..r covered every cell
-        r += 1
-    return count, count < k, count == k and beyond == out_key[k - 1]
-
-
 # -- every pair within reach (per-point scales, optimal matching) ------------------------
 
 @njit(cache=True)
-def _sort_by_key_then_gt(key, gt):
-    """Sort one prediction's pairs in place by (key, gt index)."""
+def sort_pairs(key, gt):
+    """Sort one point's pairs in place by (key, index of the other point)."""
     n = key.size
     if n <= 24:
         for i in range(1, n):
@@ -212,6 +117,6 @@ def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs):
                     p_off[k + 1], kmax, counts, cursor, cand_gt, cand_key)
     for p in prange(n_pred):
         # Gts were visited in ascending order: the sort only has to order by key.
-        _sort_by_key_then_gt(cand_key[cand_off[p]:cand_off[p + 1]],
+        sort_pairs(cand_key[cand_off[p]:cand_off[p + 1]],
                              cand_gt[cand_off[p]:cand_off[p + 1]])
     return cand_off, cand_gt, cand_key

@@ -5,7 +5,7 @@ import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointscore.kernels import ap, candidates, rules
+from pointscore.kernels import ap, candidates, nearest, rules, tree
 
 SETTINGS = settings(max_examples=80, deadline=None)
 ANY = 2**62  # no pair budget
@@ -140,6 +140,80 @@ def test_coincident_points_match_the_reference(rule):
     batch = _one_group(gx, np.zeros(400), px, np.zeros(300), 0.5)
     _assert_knn_equals_reference(rule, batch, rng.random(300) < 0.9,
                                  rng.choice([0.2, 0.5, 0.9], 300))
+
+
+@SETTINGS
+@given(batch=groups(max_points=30), seed=st.integers(0, 2**32 - 1))
+def test_greedy_by_mutual_best_pairs_matches_the_reference(batch, seed):
+    # The heap gives up on piled-up points only; its stand-in must be exact everywhere.
+    gx, gy, g_off, px, py, p_off, d = batch
+    kept = np.random.default_rng(seed).random(px.size) < 0.8
+    pair_lists = candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY)
+    for k in range(g_off.size - 1):
+        p0, p1, g0, g1 = p_off[k], p_off[k + 1], g_off[k], g_off[k + 1]
+        if p0 == p1 or g0 == g1:  # match_groups skips these
+            continue
+        lx, ly, lgx, lgy = px[p0:p1], py[p0:p1], gx[g0:g1], gy[g0:g1]
+        lazy = (NO_LISTS[0], *pair_lists[1:], g0)
+        listed = (pair_lists[0][p0:p1 + 1], *pair_lists[1:], g0)
+        for index, lists, p_index, p_lists in (
+                (nearest.index(lgx, lgy, d), lazy, nearest.index(lx, ly, d), lazy),
+                (nearest.unused(), listed, nearest.unused(),
+                 rules.by_gt(listed[0], pair_lists[1], pair_lists[2], g0, g1 - g0))):
+            match_g, match_key = np.full(p1 - p0, -1), np.full(p1 - p0, np.inf)
+            rules.greedy_chains(lx, ly, lgx, lgy, index, lists, p_index, p_lists, d * d,
+                                kept[p0:p1], match_g, match_key)
+            idx = np.flatnonzero(kept[p0:p1])
+            expected = reference.greedy(group_xy(px, py, p_off, k)[idx],
+                                        group_xy(gx, gy, g_off, k), d)
+            got = {j: (match_g[i], match_key[i]) for j, i in enumerate(idx) if match_g[i] >= 0}
+            assert got == expected
+
+
+@SETTINGS
+@given(n=st.integers(0, 200), spots=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_tree_searches_equal_brute_force(n, spots, seed):
+    # Points on a few spots (ties everywhere, the tree's reason to exist), some taken.
+    rng = np.random.default_rng(seed)
+    x, y = rng.integers(0, spots, n).astype(float), rng.integers(0, spots, n).astype(float)
+    taken = rng.random(n) < rng.random()
+    points = tree.allocate(n)
+    tree.build(points, x, y, taken)
+    taken |= rng.random(n) < 0.2  # taken behind the tree's back: its counts run high
+    for qx, qy, kmax in rng.uniform(-1, spots, (20, 3)) * [1, 1, spots]:
+        key = (qx - x) ** 2 + (qy - y) ** 2
+        free = [(key[g], g) for g in np.argsort(key, kind="stable") if not taken[g]]
+        within = sorted(f for f in free if f[0] <= kmax)
+        after_key, after_g = (within[1] if len(within) > 1 else (-1.0, -1))
+        rest = [f for f in within if f > (after_key, after_g)]
+        out_key, out_g = np.empty(rules.K), np.empty(rules.K, np.int64)
+        count, complete, tied = tree.next_nearest(qx, qy, x, y, taken, points, kmax, after_key,
+                                                  after_g, out_key, out_g)
+        assert list(zip(out_key[:count], out_g[:count])) == rest[:rules.K]
+        # The flags may raise false alarms (costing a search), never miss.
+        assert complete or len(rest) >= rules.K
+        assert not complete or len(rest) <= rules.K
+        assert tied or not (len(rest) > rules.K and rest[rules.K][0] == rest[rules.K - 1][0])
+        nearest_key = within[0][0] if within else -1.0
+        last = max((g for k, g in within if k == nearest_key), default=-1)
+        assert tree.last_within(qx, qy, taken, points, nearest_key) == last
+
+
+@pytest.mark.parametrize("piled", ["predictions", "ground truth", "both"])
+def test_points_piled_on_one_spot_match_the_reference(piled):
+    # Hundreds of predictions competing for the same gts: the heap gives up (a bump per
+    # gt a rival takes would be quadratic) and mutual best pairs finish the group.
+    rng = np.random.default_rng(11)
+    n_p, n_g = 900, 120
+    px, py = rng.uniform(0, 4, n_p), rng.uniform(0, 4, n_p)
+    gx, gy = rng.uniform(0, 4, n_g), rng.uniform(0, 4, n_g)
+    if piled in ("predictions", "both"):
+        px[:], py[:] = 2.0, 2.0
+    if piled in ("ground truth", "both"):
+        gx[5:], gy[5:] = 2.0, 2.5
+    batch = _one_group(gx, gy, px, py, 3.0)
+    _assert_knn_equals_reference("greedy", batch, rng.random(n_p) < 0.9,
+                                 rng.choice([0.2, 0.5, 0.9], n_p))
 
 
 @SETTINGS
