@@ -5,7 +5,7 @@ import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointscore.kernels import ap, candidates, nearest, rules, tree
+from pointscore.kernels import ap, candidates, greedy, nearest, rules, tree
 
 SETTINGS = settings(max_examples=80, deadline=None)
 ANY = 2**62  # no pair budget
@@ -159,9 +159,9 @@ def test_greedy_by_mutual_best_pairs_matches_the_reference(batch, seed):
         for index, lists, p_index, p_lists in (
                 (nearest.index(lgx, lgy, d), lazy, nearest.index(lx, ly, d), lazy),
                 (nearest.unused(), listed, nearest.unused(),
-                 rules.by_gt(listed[0], pair_lists[1], pair_lists[2], g0, g1 - g0))):
+                 greedy.by_gt(listed[0], pair_lists[1], pair_lists[2], g0, g1 - g0))):
             match_g, match_key = np.full(p1 - p0, -1), np.full(p1 - p0, np.inf)
-            rules.greedy_chains(lx, ly, lgx, lgy, index, lists, p_index, p_lists, d * d,
+            greedy.greedy_chains(lx, ly, lgx, lgy, index, lists, p_index, p_lists, d * d,
                                 kept[p0:p1], match_g, match_key)
             idx = np.flatnonzero(kept[p0:p1])
             expected = reference.greedy(group_xy(px, py, p_off, k)[idx],
