@@ -17,24 +17,23 @@ holds more than one block. Layouts:
 Every run is the command line, ``pointscore evaluate --gt gt/ --pred pred/ --images
 images.parquet --normalize wh --json PATH``, in a process of its own, after a warm-up
 run that fills the Numba cache; it reports wall time, points per second and peak RSS
-(``ru_maxrss`` of the command's process, from os.wait4; with --workers the workers are
-other processes, whose memory the shard budget bounds the same way). The summaries of
+(bench.measure: the command's own; with --workers the workers are other processes,
+whose memory the shard budget bounds the same way). The summaries of
 every run over one dataset must be equal; the table says so.
 """
 import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import data
+from bench.measure import measured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK_IMAGES = 2000
@@ -70,22 +69,16 @@ def write_dataset(directory, n_points, scattered=False, seed=0):
 
 def run_cli(gt, pred, images, extra=()):
     """`pointscore evaluate` in a process of its own: (seconds, peak RSS bytes, summary)."""
-    with tempfile.TemporaryDirectory() as out, tempfile.TemporaryFile() as stderr:
+    with tempfile.TemporaryDirectory() as out:
         summary_path = os.path.join(out, "summary.json")
         command = [sys.executable, "-m", "pointscore", "evaluate", "--gt", gt, "--pred", pred,
                    "--images", images, "--normalize", "wh", "--json", summary_path, *extra]
-        start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak RSS
-        seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
-            stderr.seek(0)
-            raise RuntimeError(f"pointscore exited with {process.returncode}: "
-                               + stderr.read().decode(errors="replace").strip()[-500:])
+        code, seconds, rss, stderr = measured(command, None, cwd=ROOT)
+        if code != 0:
+            raise RuntimeError(f"pointscore exited with {code}: {stderr.strip()[-500:]}")
         with open(summary_path, encoding="utf-8") as file:
             summary = json.load(file)
-    return seconds, usage.ru_maxrss * 1024, summary  # ru_maxrss: kilobytes on Linux
+    return seconds, rss, summary
 
 
 def measure(label, paths, points, extra, log):

@@ -190,6 +190,11 @@ def rank_tables(gt, pred, images=None, *, ids=None, classes=None):
     if problems:
         raise InputError(problems)
     ids = image_universe(gt, pred, images) if ids is None else ids
+    for table in (gt, pred):  # a nested table's images without points count too
+        if images is not None and table.listed_ids is not None:
+            _ranks(table.listed_ids, ids, table, "image_id", problems)
+    if problems:
+        raise InputError(problems)
     gt_image = _ranks(gt.image_id, ids, gt, "image_id", problems)
     pred_image = _ranks(pred.image_id, ids, pred, "image_id", problems)
     if problems:

@@ -15,7 +15,9 @@ import re
 SHOWN_ROWS = 5
 SHOWN_CHARS = 40
 _OPTION = re.compile("\x1e([A-Za-z0-9_]+)\x1f")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line separators and lone surrogates (how Python decodes a file
+# name that is not UTF-8: printing one would raise).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def option(name):
@@ -57,7 +59,8 @@ def raise_if(problems):
 
 
 def escape(text):
-    """Control characters (newlines, ANSI escapes, ...) as Python escapes."""
+    """Control characters (newlines, ANSI escapes, ...) and lone surrogates as Python
+    escapes (escaping twice changes nothing)."""
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
@@ -95,5 +98,9 @@ def rows_text(mask_or_index, values=None):
 
 def first_line(exc):
     """An exception's message as one short line."""
+    if isinstance(exc, UnicodeDecodeError):  # its args are the codec's raw parts
+        return "a column name or text that is not UTF-8"
     text = "; ".join(str(a) for a in exc.args if str(a).strip()) or type(exc).__name__
+    if "duplicate field names" in text or "Multiple matches for FieldRef" in text:
+        return "column names repeat"  # pyarrow's words for it when reading a dataset
     return escape(text.strip().splitlines()[0])[:160]

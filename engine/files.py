@@ -12,10 +12,21 @@ from .errors import InputError, label_of
 MAX_DATASET_FILES = 100_000
 
 
+def check_name(name, label):
+    """Arrow opens files by UTF-8 names only; a name that is not UTF-8 (bytes Python
+    keeps as lone surrogates) would fail deep in the reader."""
+    try:
+        os.fsdecode(name).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{label}: the name is not UTF-8 text, which pointscore's readers "
+                         "need: rename it") from None
+
+
 def check_input_path(path, untrusted=False):
     """Raise InputError unless ``path`` is an input pointscore may read."""
     name = os.fspath(path)
     label = label_of(name)
+    check_name(name, label)
     try:
         info = os.lstat(name) if untrusted else os.stat(name)
     except FileNotFoundError:
@@ -41,6 +52,7 @@ def _check_directory(name, label, untrusted):
             if seen > MAX_DATASET_FILES:
                 raise InputError(f"{label}: holds more than {MAX_DATASET_FILES:,} files")
             path = os.path.join(directory, entry)
+            check_name(path, label_of(path))
             mode = (os.lstat if untrusted else os.stat)(path).st_mode
             if stat.S_ISLNK(mode):
                 raise InputError(f"{label_of(path)}: is a symbolic link (not read in the "

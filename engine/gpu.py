@@ -22,6 +22,14 @@ from .limits import TRUSTED
 THREADS = 128             # threads per block; a tile holds this many predictions
 POINT_BUDGET = 1 << 22    # gt points + predictions on the device at once
 PAIR_BUDGET = 1 << 24     # candidate pairs on the device at once
+# A group whose predictions reach more than half of its gts, with over this many
+# (prediction, gt) combinations, is piled up: its greedy rounds would accept one pair
+# each among equal distances, so it is matched on the CPU, whose search is O(n log n).
+PILED_COMBINATIONS = 1 << 20
+
+
+class _PiledUp(Exception):
+    pass
 
 
 def _chunks(n_groups, *limits):
@@ -64,7 +72,8 @@ class GpuBackend:
     """Numba CUDA kernels (kernels/cuda.py) with array-module glue."""
     name = "gpu"
 
-    def __init__(self, threads=None, point_budget=None, pair_budget=None):
+    def __init__(self, threads=None, point_budget=None, pair_budget=None,
+                 piled_combinations=None):
         if simulated():
             self.xp, self._to_host = np, np.asarray
         else:
@@ -73,18 +82,25 @@ class GpuBackend:
         self.threads = threads or THREADS
         self.point_budget = point_budget or POINT_BUDGET
         self.pair_budget = pair_budget or PAIR_BUDGET
+        self.piled_combinations = piled_combinations or PILED_COMBINATIONS
 
     def match(self, batch, tmax, kept, rule, t2_thresholds, scales=None, lists=None,
               limits=TRUSTED):
-        """As CpuBackend.match, bit for bit. Matching with per-point scales runs on the
-        CPU (CpuBackend)."""
+        """As CpuBackend.match, bit for bit. Matching with per-point scales, and a batch
+        holding piled-up points, run on the CPU (CpuBackend)."""
         if scales is not None:
             return CpuBackend().match(batch, tmax, kept, rule, t2_thresholds, scales, lists,
                                       limits)
+        try:
+            return self._match(batch, tmax, kept, rule, t2_thresholds)
+        except _PiledUp:
+            return CpuBackend().match(batch, tmax, kept, rule, t2_thresholds, limits=limits)
+
+    def _match(self, batch, tmax, kept, rule, t2_thresholds):
         n_pred = batch.pred_off[-1]
         match_gt, match_d2 = np.full(n_pred, -1, np.int64), np.full(n_pred, np.inf)
         is_tp = np.zeros((t2_thresholds.size, n_pred), bool)
-        for run in self._runs(batch, tmax, limits):
+        for run in self._runs(batch, tmax):
             ps = slice(run.p0, run.p1)
             if rule != NO_RULE:
                 m_gt, m_d2 = self._greedy(rule == NEAREST, run, kept[ps])
@@ -123,16 +139,14 @@ class GpuBackend:
         return xp.searchsorted(off, xp.arange(n), side="right") - 1
 
     # -- candidate pairs ------------------------------------------------------------------
-    def _runs(self, batch, dmax, limits=TRUSTED):
+    def _runs(self, batch, dmax):
         """Runs of groups within the point budget, each split further to stay within
         the pair budget once its pairs are counted; pairs per prediction are sorted by
-        (d², gt), as kernels.candidates.pair_lists lists them. The batch's pairs, listed
-        here where the CPU searches lazily, are held to the limits' pair bound as the
-        CPU's pair lists are: points piled on one spot must not list n² pairs."""
+        (d², gt), as kernels.candidates.pair_lists lists them. Raises _PiledUp for a
+        group of piled-up points (PILED_COMBINATIONS)."""
         xp = self.xp
         d2max = dmax * dmax  # as the CPU kernels compute it
         point_counts = np.diff(batch.gt_off) + np.diff(batch.pred_off)
-        listed = 0
         for k0, k1 in _chunks(point_counts.size, (point_counts, self.point_budget)):
             g_base, p_base = batch.gt_off[k0], batch.pred_off[k0]
             g_off = batch.gt_off[k0:k1 + 1] - g_base
@@ -155,10 +169,10 @@ class GpuBackend:
             launch_tiles(kernels.count_pairs, np.full(tile_group.size, True), counts)
             cand_off = xp.concatenate((xp.zeros(1, np.int64), xp.cumsum(counts)))
             host_off = self._to_host(cand_off)
-            listed += int(host_off[-1])
-            if listed > limits.pairs:
-                raise limits.exceeded("pairs", listed,
-                                      "candidate pairs within the largest threshold")
+            combinations = np.diff(p_off) * np.diff(g_off)
+            if ((2 * np.diff(host_off[p_off]) > combinations)
+                    & (combinations > self.piled_combinations)).any():
+                raise _PiledUp
             for a, b in _chunks(k1 - k0, (np.diff(host_off[p_off]), self.pair_budget)):
                 pa, pb = p_off[a], p_off[b]
                 base, end = int(host_off[pa]), int(host_off[pb])

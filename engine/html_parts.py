@@ -6,6 +6,7 @@ so no global backend is chosen for the caller.
 import base64
 import html
 import io
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,7 +59,11 @@ def note(text):
 def inline_png(fig, alt, caption):
     """A drawn figure as an <img> with the PNG inline, and its caption."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    with warnings.catch_warnings():
+        # Names in scripts the default font lacks draw as boxes: the report says the
+        # names in its HTML text anyway, and a warning per glyph would flood stderr.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        fig.savefig(buffer, format="png", dpi=100)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")

@@ -10,11 +10,12 @@ the (decompressed) text, Arrow IPC's from its batches' headers. Arrow data that 
 come through a decoder (IPC files, tables handed over in memory) is validated in full,
 so that bad offsets in a file are an error, not a crash.
 """
+import codecs
 import os
 
 import pyarrow as pa
 
-from .errors import InputError, first_line, label_of
+from .errors import InputError, first_line, label_of, option
 from .files import check_input_path
 from .limits import TRUSTED
 
@@ -22,7 +23,10 @@ ROLES = {"gt": "ground truth", "pred": "predictions", "images": "images"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
-READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OSError)
+# What a damaged file makes a reader raise (a size field read as a huge allocation
+# included, and names or text that are not UTF-8).
+READ_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+               pa.ArrowMemoryError, OSError, UnicodeDecodeError)
 COUNT_CHUNK = 1 << 24
 
 
@@ -30,6 +34,54 @@ def is_parquet(source):
     """A path to a Parquet file or dataset directory."""
     return isinstance(source, (str, os.PathLike)) and (
         os.path.isdir(source) or os.fspath(source).lower().endswith(PARQUET_SUFFIXES))
+
+
+def column_names(schema, label):
+    """The schema's column names; an InputError when one is not UTF-8 (pyarrow decodes
+    them only when asked)."""
+    try:
+        return schema.names
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: a column name is not UTF-8 text") from None
+
+
+def metadata_points(meta):
+    """The points a Parquet file's metadata says it holds: its rows, or in the nested
+    layout the values of a ``points`` leaf (one per point, or per empty list)."""
+    leaf = next((j for j in range(meta.num_columns)
+                 if meta.schema.column(j).path.startswith("points.")), None)
+    if leaf is None:
+        return meta.num_rows
+    return sum(meta.row_group(g).column(leaf).num_values for g in range(meta.num_row_groups))
+
+
+# A row group's entry in a Parquet footer takes 200 to 600 bytes for the columns of a
+# points table (with statistics); a footer larger than this per allowed row group is
+# refused before pyarrow parses it, which takes about 30 times its size in memory.
+FOOTER_BYTES_PER_GROUP = 1024
+
+
+def check_footers(name, label, limits):
+    """Refuse a Parquet file, or a dataset directory holding one, whose footer is too
+    large for the row groups the limits allow: read from its last 8 bytes alone."""
+    if os.path.isdir(name):
+        paths = [os.path.join(folder, file) for folder, _, files in os.walk(name)
+                 for file in files]
+    else:
+        paths = [name]
+    most = limits.row_groups * FOOTER_BYTES_PER_GROUP
+    for path in paths:
+        with open(path, "rb") as file:
+            if file.seek(0, os.SEEK_END) < 8:
+                continue  # pyarrow says what is wrong with it
+            file.seek(-8, os.SEEK_END)
+            tail = file.read(8)
+        size = int.from_bytes(tail[:4], "little")
+        if tail[4:] == b"PAR1" and size > most:
+            shown = label if path == name else f"{label}: {label_of(path)}"
+            raise InputError(f"{shown}: a footer of {size:,} bytes, more than "
+                             f"{option('max_row_groups')} {limits.row_groups:,} row groups "
+                             "take")
 
 
 def parquet_bounds(label, fragments, limits, what):
@@ -40,11 +92,7 @@ def parquet_bounds(label, fragments, limits, what):
         meta = fragment.metadata
         rows += meta.num_rows
         groups += meta.num_row_groups
-        leaf = next((j for j in range(meta.num_columns)
-                     if meta.schema.column(j).path.startswith("points.")), None)
-        if leaf is not None:
-            points += sum(meta.row_group(g).column(leaf).num_values
-                          for g in range(meta.num_row_groups))
+        points += metadata_points(meta)
         if groups > limits.row_groups:
             raise limits.exceeded("row_groups", groups, f"{label}: row groups")
     for found in (rows, points):
@@ -54,6 +102,7 @@ def parquet_bounds(label, fragments, limits, what):
 
 def _read_parquet(name, label, role, limits):
     import pyarrow.dataset as ds
+    check_footers(name, label, limits)
     dataset = ds.dataset(name, format="parquet", partitioning="hive")
     fragments = list(dataset.get_fragments())
     parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
@@ -67,29 +116,57 @@ def _read_arrow(name, label, limits):
         batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
     except pa.ArrowInvalid:  # the stream format
         source.seek(0)
-        batches = pa.ipc.open_stream(source)
+        reader = batches = pa.ipc.open_stream(source)
     kept, rows = [], 0
     for batch in batches:
         rows += batch.num_rows
         if rows > limits.points:
             raise limits.exceeded("points", rows, f"{label}: rows")
         kept.append(batch)
-    return pa.Table.from_batches(kept) if kept else reader.schema.empty_table()
+    return pa.Table.from_batches(kept, schema=reader.schema)
 
 
-def _count_lines(name, label, limits):
-    """Stream the (decompressed) text, counting lines up to the limit."""
+def scan_text(name, max_lines=None):
+    """Stream a text file (decompressed), counting its lines (stopping past
+    ``max_lines``) and checking that it is UTF-8: pyarrow checks the values it parses,
+    not the header, nor the rows it cannot parse. Returns (lines, the first line that
+    is not UTF-8 or None)."""
     lines = 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
     with pa.input_stream(name, compression="detect") as stream:
         while chunk := stream.read(COUNT_CHUNK):
+            pending = len(decoder.getstate()[0])  # a character split across chunks
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return lines, lines + chunk.count(b"\n", 0, max(exc.start - pending, 0)) + 1
             lines += chunk.count(b"\n")
-            if lines > limits.points + 1:
-                raise limits.exceeded("points", lines - 1, f"{label}: rows")
+            if max_lines is not None and lines > max_lines:
+                return lines, None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return lines, lines + 1
+    return lines, None
+
+
+def reader_problem(exc):
+    """What a reader found, in words: for a line longer than its block (1 MiB),
+    pyarrow's CSV reader speaks of blocks ("straddles two block boundaries", "Empty
+    CSV file or block") where the file has an overlong line."""
+    text = first_line(exc)
+    if "straddl" in text or "Empty CSV file or block" in text:
+        return "a line longer than 1 MiB, which no table's header or row is"
+    return text
 
 
 def _read_csv(name, label, lower, limits):
     import pyarrow.csv as csv
-    _count_lines(name, label, limits)
+    lines, not_utf8 = scan_text(name, limits.points + 1)
+    if not_utf8 is not None:
+        raise InputError(f"{label}: line {not_utf8}: not UTF-8 text")
+    if lines > limits.points + 1:
+        raise limits.exceeded("points", lines - 1, f"{label}: rows")
     delimiter = "\t" if lower.endswith(".tsv") else ","
     return csv.read_csv(name, parse_options=csv.ParseOptions(delimiter=delimiter))
 
@@ -111,9 +188,11 @@ def _read_path(path, role, limits):
             raise InputError(f"{label}: unknown file type (expected .parquet, .arrow, "
                              ".feather, .ipc, .csv or a Parquet dataset directory)")
     except READ_ERRORS as exc:
-        raise InputError(f"{label}: cannot read {ROLES[role]} table: {first_line(exc)}") from None
+        raise InputError(f"{label}: cannot read {ROLES[role]} table: "
+                         f"{reader_problem(exc)}") from None
     if table.num_columns == 0:
         raise InputError(f"{label}: the file is empty")
+    column_names(table.schema, label)
     return table, label
 
 

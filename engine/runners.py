@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 
 from .device import gpu_usable
-from .errors import InputError, first_line, option
+from .errors import InputError, first_line, option, shown
 
 RETRIES = 2
 CONNECT_TIMEOUT_S = 20
@@ -91,9 +91,17 @@ def _connect(distributed, workers, scheduler, device):
     if scheduler:
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except ValueError as exc:  # distributed's word for an address it cannot parse
+            raise InputError(f"{option('scheduler')}: {shown(scheduler)} is not a scheduler "
+                             f"address like tcp://host:8786 ({first_line(exc)})") from None
         except (OSError, TimeoutError) as exc:
-            raise DistributedError(f"cannot reach the Dask scheduler at {scheduler}: "
+            raise DistributedError(f"cannot reach the Dask scheduler at {shown(scheduler)}: "
                                    f"{first_line(exc)}") from None
+        except MemoryError:
+            # Something else answers there (a web server): its reply read as a Dask
+            # message header asks for an impossible buffer, refused at once.
+            raise DistributedError(f"the server at {shown(scheduler)} does not speak Dask's "
+                                   "protocol: is it a Dask scheduler?") from None
         with client:
             yield client
         return

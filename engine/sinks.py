@@ -23,7 +23,7 @@ class RowSink:
     def __init__(self, dest=None, keep=True, name="per_image"):
         self.dest, self.keep = dest, keep
         self.fmt = table_format(name, dest.format_name) if dest is not None else None
-        self.file = self.writer = None
+        self.file = self.writer = self.schema = None
         self.tables, self.table = [], None
 
     def write(self, table):
@@ -42,6 +42,8 @@ class RowSink:
     def _write(self, table):
         if self.file is None:
             self.file = self.dest.open(binary=True)
+            # Later shards may infer narrower types (a column all null): cast to the first.
+            self.schema = table.schema
             if self.fmt == "parquet":
                 import pyarrow.parquet as pq
                 self.writer = pq.ParquetWriter(self.file, table.schema)
@@ -52,7 +54,7 @@ class RowSink:
             self.file.write("".join(json.dumps(row, allow_nan=False) + "\n"
                                     for row in table.to_pylist()).encode("utf-8"))
         else:
-            self.writer.write_table(table.cast(self.writer.schema))
+            self.writer.write_table(table.cast(self.schema))
 
     def __enter__(self):
         return self

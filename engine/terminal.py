@@ -1,7 +1,17 @@
 """Summaries as readable tables for the terminal."""
 import numpy as np
 
+from .errors import escape
 from .ranking import rank_key
+
+NAME_CHARS = 40  # a name from the user's data or arguments, in a table's cell
+
+
+def _name(text, limit=NAME_CHARS):
+    """A name or message from the user's data, safe in a terminal: control characters
+    escaped, cut with '...' past ``limit`` characters."""
+    text = escape(str(text))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def fmt(value, digits=4):
@@ -52,7 +62,7 @@ def crowd_table(summary):
         lines += ["", "GAME(l)  " + "  ".join(f"l={v}" for v in g["levels"]),
                   "  pooled " + "  ".join(fmt(v) for v in g["pooled"])]
         if len(g["classes"]) > 1:
-            lines += [f"  {name} " + "  ".join(fmt(v) for v in values)
+            lines += [f"  {_name(name)} " + "  ".join(fmt(v) for v in values)
                       for name, values in g["classes"].items()]
     if "breakdown" in summary:
         b, d = summary["breakdown"], summary["config"]["thresholds"]
@@ -88,7 +98,7 @@ def ranking_table(summary):
         intervals = summary["submissions"][row["name"]]["intervals"] or {}
         p = row["p_beats_next"]
         p_shown = None if p is None else (p["f1"][t] if metric == "f1" else p[metric])
-        rows.append((str(row["rank"]), row["name"],
+        rows.append((str(row["rank"]), _name(row["name"]),
                      _with_interval(row["map"], intervals.get("map"), with_ci),
                      _with_interval(row["mae"], intervals.get("mae"), with_ci),
                      _with_interval(row["rmse"], intervals.get("rmse"), with_ci),
@@ -103,7 +113,7 @@ def ranking_table(summary):
              f"ranked by {cfg['rank_by']}", ""]
     lines += ["  ".join(cell.ljust(w) if i == 1 else cell.rjust(w)
                         for i, (cell, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
-    lines += [f"{'invalid'.rjust(widths[0])}  {name}: {s['message']}"
+    lines += [f"{'invalid'.rjust(widths[0])}  {_name(name)}: {_name(s['message'], 200)}"
               for name, s in summary["submissions"].items() if s["status"] == "invalid"]
     lines.append("")
     if with_ci:

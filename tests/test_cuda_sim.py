@@ -151,6 +151,24 @@ def test_greedy_chain_takes_one_round_per_pair(monkeypatch):
     assert sum(rounds) == 7  # six that accept one pair each, one that accepts none
 
 
+@pytest.mark.parametrize("piled_combinations", [8, 1 << 20])
+def test_piled_up_points_are_matched_on_the_cpu(piled_combinations, monkeypatch):
+    # Group 0: 4 predictions on 4 coincident gts (16 combinations, all within d), whose
+    # greedy rounds would accept one pair each; group 1: spread out. Past the bound the
+    # batch goes to the CPU: no greedy round on the device, the same numbers.
+    gx = np.r_[np.full(4, 2.0), 0.0, 9.0]
+    px = np.r_[np.full(4, 2.0), 0.5, 8.0]
+    off = np.array([0, 4, 6])
+    b = _batch(gx, np.zeros(6), off, px, np.zeros(6), off, np.array(SCORES))
+    backend = gpu.GpuBackend(threads=2, point_budget=6, pair_budget=5,
+                             piled_combinations=piled_combinations)
+    rounds = _count_launches(monkeypatch, backend, gpu.kernels.accept)
+    kept, d2_thresholds = np.ones(6, bool), np.array([0.25, 1.0])
+    _assert_same(backend.match(b, 1.0, kept, rules.GREEDY, d2_thresholds),
+                 CpuBackend().match(b, 1.0, kept, rules.GREEDY, d2_thresholds))
+    assert (sum(rounds) == 0) == (piled_combinations == 8)
+
+
 def test_budgets_split_groups_into_runs():
     # Five groups of 3 gts and 3 predictions, all within d of each other: 9 pairs per
     # group. A group over both budgets still runs, alone.

@@ -18,6 +18,7 @@ from bench import data
 from pointscore import InputError, evaluate_stream
 from pointscore.cli import main
 from pointscore.cli.commands import streams
+from pointscore.limits import TRUSTED
 
 LAYOUTS = ("sorted", "scattered", "hive")
 
@@ -248,8 +249,9 @@ def test_any_split_into_shards_merges_exactly(data, shard_points, strategy, cuts
 def test_cli_streams_directories_and_writes_per_image_rows_shard_by_shard(layouts, tmp_path,
                                                                          capsys):
     gt, pred = layouts["sorted"]
-    assert streams(gt, pred, 2_000_000)
-    assert not streams(gt + "/part-000.parquet", pred + "/part-000.parquet", 2_000_000)
+    assert streams(gt, pred, 2_000_000, TRUSTED)
+    assert not streams(gt + "/part-000.parquet", pred + "/part-000.parquet", 2_000_000,
+                       TRUSTED)
     out = tmp_path / "per_image.parquet"
     code = main(["evaluate", "--gt", gt, "--pred", pred, "--thresholds", "4,8", "--device",
                  "cpu", "--per-image", str(out), "--shard-points", "5000", "--json", "-"])
@@ -257,6 +259,20 @@ def test_cli_streams_directories_and_writes_per_image_rows_shard_by_shard(layout
     expected = pointscore.evaluate(gt, pred, thresholds=[4.0, 8.0], device="cpu")
     assert json.loads(capsys.readouterr().out) == expected.summary
     assert pq.read_table(out).equals(expected.per_image)
+
+
+def test_a_nested_file_of_few_rows_and_many_points_streams(tmp_path):
+    # the decision counts points: three rows holding 3,000 points are three images, not
+    # three points
+    point = pa.struct([("x", pa.float64()), ("y", pa.float64())])
+    rows = pa.table({"image_id": [1, 2, 3],
+                     "points": pa.array([[{"x": 0.0, "y": 0.0}] * 1_000] * 3, pa.list_(point))})
+    nested = tmp_path / "nested.parquet"
+    pq.write_table(rows, nested)
+    long = tmp_path / "long.parquet"
+    pq.write_table(pa.table({"image_id": [1], "x": [0.0], "y": [0.0]}), long)
+    assert streams(long, nested, 2_000, TRUSTED)
+    assert not streams(long, nested, 4_000, TRUSTED)
 
 
 PEAK_RSS = """

@@ -7,11 +7,12 @@ that could not finish (one line); 128 + N stopped by signal N, after cleaning up
 import logging
 import os
 import signal
-import sys
+import warnings
 
 from ..errors import InputError, OutputError, escape
 from ..runners import DistributedError
 from . import parsers
+from .say import say
 
 # SIGTERM (what `timeout`, job runners and `kill` send) and SIGHUP (a closed terminal)
 # clean up as Ctrl-C does: temporary files, scratch partitions and local clusters go.
@@ -31,9 +32,26 @@ def _stop(signum, frame):
     raise Stopped(signum)
 
 
+class _SayHandler(logging.Handler):
+    """Libraries' log records (Dask's, numba's) as the command's own lines."""
+
+    def emit(self, record):
+        say(record.getMessage())
+
+
+def _say_warning(message, category, *_):
+    say(f"warning: {category.__name__}: {message}")
+
+
 def main(argv=None):
     """Run the command line; returns the exit status."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, handlers=[_SayHandler()])
+    with warnings.catch_warnings():  # restores the caller's warning display on return
+        warnings.showwarning = _say_warning
+        return _run(argv)
+
+
+def _run(argv):
     previous = {s: signal.signal(s, _stop) for s in CLEANUP_SIGNALS}
     try:
         args = parsers.build().parse_args(argv)
@@ -41,23 +59,23 @@ def main(argv=None):
         status = COMMANDS[args.command](args)
     except InputError as exc:
         for line in exc.lines(parsers.flag):
-            print(f"pointscore: {' '.join(line.splitlines())}", file=sys.stderr)
+            say(line)
         return 2
     except (DistributedError, OutputError) as exc:
-        print(f"pointscore: {escape(str(exc))}", file=sys.stderr)
+        say(str(exc))
         return 1
     except KeyboardInterrupt:
-        print("pointscore: interrupted", file=sys.stderr)
+        say("interrupted")
         return 128 + signal.SIGINT
     except Stopped as stop:
-        print(f"pointscore: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        say(f"stopped by {signal.Signals(stop.signum).name}")
         return 128 + stop.signum
     except Exception as exc:  # an internal error: one line, the traceback only on request
         if os.environ.get("POINTSCORE_DEBUG"):
             raise
         first_line = escape((str(exc).strip().splitlines() or [""])[0])[:200]
-        print(f"pointscore: internal error: {type(exc).__name__}: {first_line} "
-              "(set POINTSCORE_DEBUG=1 for a traceback)", file=sys.stderr)
+        say(f"internal error: {type(exc).__name__}: {first_line} "
+            "(set POINTSCORE_DEBUG=1 for a traceback)")
         return 1
     finally:
         for s, handler in previous.items():

@@ -7,6 +7,7 @@ import sys
 from contextlib import ExitStack
 
 from ..errors import InputError, label_of, option, shown
+from ..files import check_input_path
 from ..limits import BOUNDS, Limits
 from ..outputs import (
     STDOUT,
@@ -17,9 +18,11 @@ from ..outputs import (
     write_json,
     write_text,
 )
-from ..read import READ_ERRORS, is_parquet
+from ..read import READ_ERRORS, check_footers, is_parquet, metadata_points
 from ..sinks import RowSink
 from ..terminal import crowd_table, ranking_table, text_table
+from .parsers import flag
+from .say import say
 
 SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
 INVALID_SUBMISSIONS = 4  # compare's exit status when some submissions are invalid
@@ -56,18 +59,23 @@ def _check_outputs(outputs, inputs, tables=()):
         raise InputError(problems)
 
 
-def streams(gt, pred, shard_points):
+def streams(gt, pred, shard_points, limits):
     """Whether to stream: a Parquet input that is a dataset directory, or Parquet inputs
-    holding more rows together than one shard."""
+    holding more points together than one shard (points, not rows: a nested-layout row
+    holds an image's). Their metadata is read only once the path and the footer's size
+    pass the limits' checks: a FIFO would block, a huge footer take gigabytes."""
     import pyarrow.parquet as pq
     parquet = [p for p in (gt, pred) if is_parquet(p) and os.path.exists(p)]
     if any(os.path.isdir(p) for p in parquet):
         return True
+    for path in parquet:
+        check_input_path(path, limits.untrusted)
+        check_footers(path, label_of(path), limits)
     try:
-        rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parquet)
+        points = sum(metadata_points(pq.ParquetFile(p).metadata) for p in parquet)
     except READ_ERRORS:
         return False  # reading it whole says what is wrong
-    return rows > shard_points
+    return points > shard_points
 
 
 def evaluate_command(args):
@@ -94,7 +102,7 @@ def evaluate_command(args):
             report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
                                           workers=args.workers, scheduler=args.scheduler,
                                           limits=limits)
-        elif streams(args.gt, args.pred, args.shard_points):
+        elif streams(args.gt, args.pred, args.shard_points, limits):
             report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded,
                                      limits=limits)
         else:
@@ -105,7 +113,7 @@ def evaluate_command(args):
                     with RowSink(dest[name], name=name) as sink:
                         sink.write(table)
         for line in report.notes:
-            print(f"pointscore: {line}", file=sys.stderr)
+            say(line)
         if "json" in dest:
             write_text(dest["json"], summary_json(report.summary))
         if args.report:  # last: it is renamed into place at once
@@ -127,7 +135,7 @@ def compare_command(args):
                                    rank_by=args.rank_by, limits=_limits(args))
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
     for line in notes:
-        print(f"pointscore: {line}", file=sys.stderr)
+        say(line)
     if args.report and comparison.reports:
         from ..html_report import write_report
         write_report(args.report, comparison.reports, comparison.summary)
@@ -136,8 +144,8 @@ def compare_command(args):
     if args.json != STDOUT:
         sys.stdout.write(ranking_table(comparison.summary))
     for name, problems in comparison.invalid.items():
-        for line in problems:
-            print(f"pointscore: invalid submission {shown(name)}: {line}", file=sys.stderr)
+        for line in InputError(problems).lines(flag):
+            say(f"invalid submission {shown(name)}: {line}")
     return INVALID_SUBMISSIONS if comparison.invalid else 0
 
 
@@ -179,9 +187,9 @@ def convert_command(args):
             print(f"wrote {images.num_rows} images ({empty} without points) to "
                   f"{label_of(args.images_out)}")
         elif empty:
-            print(f"pointscore: note: {empty} images have no points and are not in "
-                  f"{label_of(args.out)}; write --images-out and pass it as --images to keep "
-                  "them in the counting metrics", file=sys.stderr)
+            say(f"note: {empty} images have no points and are not in {label_of(args.out)}; "
+                "write --images-out and pass it as --images to keep them in the counting "
+                "metrics")
     return points, images
 
 

@@ -185,7 +185,8 @@ def _coco_images(images, path, problems):
                          f"must be finite and > 0")
         if bad.any():
             return None
-        if (width == np.round(width)).all() and (height == np.round(height)).all():
+        whole = (width == np.round(width)) & (height == np.round(height))
+        if whole.all() and (np.maximum(width, height) < 2.0 ** 63).all():  # fit int64
             width, height = width.astype(np.int64), height.astype(np.int64)
         return _images_table(ids, width, height)
     return _images_table(ids)

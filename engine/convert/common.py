@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..choices import CONVERT_FORMATS
-from ..errors import InputError
+from ..errors import InputError, label_of
+from ..files import check_name
 
 FORMATS = CONVERT_FORMATS
 EXTENSIONS = {
@@ -18,6 +19,8 @@ EXTENSIONS = {
     "csv": (".csv", ".tsv", ".csv.gz", ".tsv.gz"),
 }
 MAX_PROBLEMS_PER_FILE = 20
+INT64_MAX = (1 << 63) - 1
+INT64_DIGITS = len(str(INT64_MAX))
 _FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _INT_RE = r"^-?[0-9]+$"          # what arrow's string -> int64 cast accepts
 
@@ -92,6 +95,8 @@ def _expand(paths, fmt):
         problems.append("no input files given")
     if problems:
         raise InputError(problems)
+    for name in files:
+        check_name(name, label_of(name))
     return files
 
 
@@ -108,10 +113,29 @@ def _read_text(path):
         raise InputError(f"{path}: line {line}: not UTF-8 text") from None
 
 
+class _IntegerOutOfRange(Exception):
+    pass
+
+
+def _json_int(text):
+    """A JSON integer as a Python int, refused beyond int64 (before converting: Python
+    refuses to convert more than 4,300 digits, and slowly)."""
+    value = int(text) if len(text.lstrip("-")) <= INT64_DIGITS else None
+    if value is None or not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise _IntegerOutOfRange(text)
+    return value
+
+
 def _read_json(path):
     text = _read_text(path)
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_json_int)
+    except _IntegerOutOfRange as exc:
+        number = exc.args[0]
+        line = text.count("\n", 0, max(text.find(number), 0)) + 1
+        raise InputError(f"{path}: line {line}: the integer "
+                         f"{number[:20]}{'...' if len(number) > 20 else ''} is beyond the "
+                         "64-bit range") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
@@ -132,11 +156,16 @@ def _file_ids(files, strip):
         stem = os.path.basename(path)
         stem = stem[:stem.lower().rfind(".")] if "." in stem else stem
         names.append(strip(stem))
+    seen, problems = {}, []
     if names and all(name.isascii() and name.isdigit() for name in names):
-        ids = [int(name) for name in names]
+        ids = [int(name) if len(name) <= INT64_DIGITS else None for name in names]
+        ids = [i if i is not None and i <= INT64_MAX else None for i in ids]
+        problems = [f"{label_of(path)}: the image id its name gives is beyond the 64-bit "
+                    "integer range" for path, i in zip(files, ids) if i is None]
+        if problems:
+            raise InputError(problems)
     else:
         ids = names
-    seen, problems = {}, []
     for path, image_id in zip(files, ids):
         if image_id in seen:
             problems.append(f"{path}: image id {image_id!r} is also the id of {seen[image_id]}")

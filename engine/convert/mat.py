@@ -1,12 +1,23 @@
 """ShanghaiTech and UCF-QNRF .mat files."""
+import atexit
+import contextlib
+import json
+import os
 import re
+import select
+import subprocess
+import sys
+import threading
 
 import numpy as np
 
-from ..errors import option
 from .common import _expand, _file_ids, _per_image_result, _Problems
+from .mat_reading import READY
 
 _MAT_AFFIXES = re.compile(r"^(?:gt_img_|gt_|img_)?(.*?)(?:_ann)?$", re.IGNORECASE)
+CRASHED = "cannot read as a .mat file: the reader (scipy.io) crashed on it, so it is damaged"
+READ_SECONDS = 60  # one file; the largest real annotation reads in milliseconds
+STALLED = f"cannot read as a .mat file: still reading it after {READ_SECONDS} s"
 
 
 def mat_image_id(stem):
@@ -16,59 +27,75 @@ def mat_image_id(stem):
     return _MAT_AFFIXES.match(stem).group(1) or stem
 
 
-def _mat_points(data, key, path, problems):
-    """The N x 2 (x, y) array of one loaded .mat file."""
-    if key is None:
-        if "image_info" in data:           # ShanghaiTech: cell{struct(location, number)}
+class _Reader:
+    """Reads .mat files in a child process (``mat_reading``): scipy's MATLAB reader can
+    crash on a damaged file, which no exception handler catches. A crash, or a file
+    that takes more than READ_SECONDS, costs the child, is reported against the file,
+    and the next file starts a new child. A child process, not multiprocessing: a
+    script that calls pointscore need not guard its main module. One child serves every
+    call of this process (starting one costs about half a second: the interpreter and
+    scipy.io); it ends when this process does."""
+
+    def __init__(self):
+        self.forget()
+
+    def forget(self):
+        """No child: at the start, and in a forked process (the child is the parent's)."""
+        self.child, self.lock = None, threading.Lock()
+
+    def __call__(self, path, key):
+        with self.lock:
+            if self.child is None:
+                self.child = _start_child()
+            request = {"path": os.path.abspath(path), "key": key}
             try:
-                record = data["image_info"][0, 0]
-                if record.dtype.names and "location" in record.dtype.names:
-                    location = record["location"][0, 0]
-                    number = record["number"][0, 0] if "number" in record.dtype.names else None
-                else:
-                    location, number = record[0][0][0], None
-            except (IndexError, TypeError, ValueError, KeyError):
-                problems.add(path, "'image_info' is not ShanghaiTech's cell holding a struct "
-                             "with 'location'")
-                return None
-            array = _numeric_matrix(location, path, "image_info location", problems)
-            if array is not None and number is not None:
-                number = np.asarray(number, dtype=np.float64).ravel()
-                if number.size == 1 and number[0] != len(array):
-                    problems.add(path, f"image_info number is {number[0]:g} but location "
-                                 f"has {len(array)} points")
-            return array
-        if "annPoints" in data:            # UCF-QNRF, NWPU-Crowd mats
-            return _numeric_matrix(data["annPoints"], path, "annPoints", problems)
-        names = ", ".join(k for k in data if not k.startswith("__")) or "none"
-        problems.add(path, f"neither 'image_info' (ShanghaiTech) nor 'annPoints' (UCF-QNRF) "
-                     f"in this file (variables: {names}); name one with {option('mat_key')}")
-        return None
-    if key not in data:
-        names = ", ".join(k for k in data if not k.startswith("__")) or "none"
-        problems.add(path, f"no variable '{key}' (variables: {names})")
-        return None
-    return _numeric_matrix(data[key], path, key, problems)
+                self.child.stdin.write(json.dumps(request).encode() + b"\n")
+                self.child.stdin.flush()
+                ready, _, _ = select.select([self.child.stdout], [], [], READ_SECONDS)
+                answer = json.loads(self.child.stdout.readline()) if ready else None
+                if answer is None:
+                    self.stop()
+                    return None, [STALLED]
+                size = 16 * (answer["rows"] or 0)
+                data = self.child.stdout.read(size)
+                if len(data) != size:
+                    raise BrokenPipeError
+            except (OSError, ValueError):  # a broken pipe, a line cut short: a crash
+                self.stop()
+                return None, [CRASHED]
+        if answer["rows"] is None:
+            return None, answer["messages"]
+        return np.frombuffer(data, np.float64).reshape(-1, 2), answer["messages"]
+
+    def stop(self):
+        """End the child (it ends by itself when this process closes its stdin)."""
+        if self.child is not None:
+            self.child.kill()
+            self.child.wait()
+            for pipe in (self.child.stdin, self.child.stdout):
+                with contextlib.suppress(OSError):  # unflushed bytes for a dead child
+                    pipe.close()
+        self.child = None
 
 
-def _numeric_matrix(value, path, what, problems):
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        problems.add(path, f"{what} is not a numeric array")
-        return None
-    if array.size == 0:
-        return np.zeros((0, 2))
-    if array.ndim != 2 or array.shape[1] != 2:
-        problems.add(path, f"{what} has shape {array.shape}, expected N x 2 (x, y)")
-        return None
-    bad = ~np.isfinite(array).all(axis=1)
-    if bad.any():
-        rows = ", ".join(str(i + 1) for i in np.flatnonzero(bad)[:5])
-        problems.add(path, f"{what} has {int(bad.sum())} non-finite points (rows {rows}, "
-                     f"counted from 1 as in MATLAB)")
-        return None
-    return array
+def _start_child():
+    """The reading process, once it says it is ready. Isolated (-I): neither the
+    working directory nor PYTHONPATH decides what it imports, but this process's path."""
+    code = (f"import sys; sys.path[:0] = {[p for p in sys.path if p]!r}; "
+            f"from {__package__}.mat_reading import serve; serve()")
+    # its stderr (scipy's warnings, a crash's report) is not the user's business
+    child = subprocess.Popen([sys.executable, "-I", "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    if child.stdout.readline() != READY:
+        child.kill()
+        child.wait()
+        raise RuntimeError("the .mat reading process did not start")
+    return child
+
+
+_read = _Reader()
+atexit.register(_read.stop)
+os.register_at_fork(after_in_child=_read.forget)
 
 
 def from_mat(paths, *, key=None, with_images=False):
@@ -93,23 +120,14 @@ def from_mat(paths, *, key=None, with_images=False):
     InputError
         One line per problem, naming the file.
     """
-    import scipy.io
     files = _expand(paths, "mat")
     ids = _file_ids(files, mat_image_id)
     problems = _Problems()
     arrays = []
     for path in files:
-        try:
-            data = scipy.io.loadmat(path)
-        except NotImplementedError:
-            problems.add(path, "MATLAB v7.3 (HDF5) files are not supported; save with -v7")
-            arrays.append(None)
-            continue
-        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            problems.add(path, f"cannot read as a .mat file: {first}")
-            arrays.append(None)
-            continue
-        arrays.append(_mat_points(data, key, path, problems))
+        array, messages = _read(path, key)
+        for message in messages:
+            problems.add(path, message)
+        arrays.append(array)
     problems.raise_if_any()
     return _per_image_result(ids, arrays, with_images)

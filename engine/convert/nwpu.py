@@ -82,9 +82,11 @@ def _parse_one_file_nwpu(path, role, problems):
         return None
     after_head = ntok[ok] - 2
     per_point = "x y" if role == "pred" else "x y sigma_s sigma_l level"
-    report(good_count & (after_head != counts * width), lines_ok,
-           lambda i: f"count says {_plural(counts[i], 'point')}, so "
-                     f"{_plural(counts[i] * width, 'number')} ({per_point} per point), "
+    # Compared by division: a huge count times the width could wrap around int64.
+    mismatch = (after_head % width != 0) | (counts != after_head // width)
+    report(good_count & mismatch, lines_ok,
+           lambda i: f"count says {_plural(int(counts[i]), 'point')}, so "
+                     f"{_plural(int(counts[i]) * width, 'number')} ({per_point} per point), "
                      f"but {after_head[i]} follow it")
     # The point numbers: every token but the first two of each line, parsed at once.
     in_body = np.ones(len(flat), bool)
@@ -136,7 +138,7 @@ def from_nwpu_txt(paths, role, *, with_images=False):
     extra = {}
     if role == "gt":
         level = values[:, 4]
-        bad = level != np.round(level)
+        bad = (level != np.round(level)) | (np.abs(level) >= 2.0 ** 63)
         if bad.any():
             # Report against the lines: map each bad point back to its line.
             point_line = np.repeat(np.concatenate([p[3] for _, p in parsed]), counts)
@@ -144,7 +146,7 @@ def from_nwpu_txt(paths, role, *, with_images=False):
                                              [p[1].size for _, p in parsed]), counts)
             for i in np.flatnonzero(bad):
                 problems.add(files[point_file[i]], f"line {point_line[i]}: level "
-                             f"{level[i]!r} is not an integer")
+                             f"{level[i]!r} is not a 64-bit integer")
             problems.raise_if_any()
         extra = {"sigma_s": values[:, 2], "sigma_l": values[:, 3],
                  "level": level.astype(np.int64)}

@@ -5,7 +5,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..check import load
-from ..errors import InputError, option
+from ..errors import InputError, first_line, option, shown
+from ..read import reader_problem, scan_text
 from .common import _FLOAT_RE, MAX_PROBLEMS_PER_FILE, _concat, _expand, _Problems
 
 
@@ -17,7 +18,8 @@ def parse_mapping(text):
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         old, sep, new = item.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise InputError(f"{option('mapping')}: expected old=new[,old=new...], got '{text}'")
+            raise InputError(f"{option('mapping')}: expected old=new[,old=new...], "
+                             f"got {shown(text)}")
         if old.strip() in mapping:
             raise InputError(f"{option('mapping')}: column '{old.strip()}' is mapped twice")
         mapping[old.strip()] = new.strip()
@@ -34,6 +36,15 @@ def _read_csv(path, delimiter, problems):
         bad_rows.append(row)
         return "skip"
 
+    try:
+        not_utf8 = scan_text(path)[1]
+    except OSError as exc:
+        problems.add(path, f"cannot read: {first_line(exc)}")
+        return None
+    if not_utf8 is not None:  # the reader's row handler could not quote such a row
+        problems.add(path, f"line {not_utf8}: not UTF-8 text")
+        return None
+
     def read(threads):
         return pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=threads),
                               parse_options=pacsv.ParseOptions(delimiter=delimiter,
@@ -44,8 +55,7 @@ def _read_csv(path, delimiter, problems):
             bad_rows.clear()
             read(False)
     except (pa.ArrowInvalid, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        problems.add(path, f"cannot read as CSV: {first}")
+        problems.add(path, f"cannot read as CSV: {reader_problem(exc)}")
         return None
     for row in bad_rows:
         where = f"line {row.number}" if row.number is not None else "a row"
@@ -96,7 +106,7 @@ def _csv_one(path, mapping, role, delimiter, problems):
     except InputError as exc:
         prefix = f"<{check_role}>: "
         for line in exc.problems:
-            problems.add(path, line[len(prefix):] if line.startswith(prefix) else line)
+            problems.add(path, line.removeprefix(prefix))
         return None
     return table
 
@@ -107,6 +117,9 @@ def from_csv(paths, *, mapping=None, role=None, delimiter=None):
     column and no role is given, else 'gt')."""
     if role not in (None, "gt", "pred"):
         raise InputError(f"csv: role must be 'gt', 'pred' or None, got {role!r}")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise InputError(f"{option('delimiter')} must be one character other than a quote or "
+                         f"a line break, got {shown(delimiter)}")
     mapping = parse_mapping(mapping)
     files = _expand(paths, "csv")
     problems = _Problems()
