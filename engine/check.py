@@ -34,6 +34,7 @@ class Table:
     listed_ids: pa.Array = None  # nested layout: every image's id, with or without points
     radius: np.ndarray = None    # gt: the per-point scale column named by load(radius=...)
     rows: np.ndarray = None      # each point's row in its whole input (see load)
+    columns: tuple = ()          # the column names as read (the nested points' fields)
 
     def __len__(self):
         return len(self.image_id)
@@ -187,6 +188,7 @@ def load(source, role, radius=None, *, label=None, rows=None, limits=TRUSTED):
     else:
         out = Table(label=label, image_id=check("image_id", _key_column))
     out.rows = point_rows
+    out.columns = tuple(table.column_names)
     if role in ("gt", "pred"):
         out.x = check("x", _float_column)
         out.y = check("y", _float_column)

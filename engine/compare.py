@@ -2,7 +2,7 @@
 intervals and paired tests (docs/compare.md)."""
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,7 +12,7 @@ from . import bootstrap
 from .backends import backend_for
 from .check import load
 from .entrypoints import evaluate
-from .errors import InputError, option, shown
+from .errors import InputError, named, option, shown
 from .limits import TRUSTED
 from .options import DEFAULT_KNN_K, ScoringOptions
 from .ranking import LOWER_IS_BETTER, rank_key
@@ -36,16 +36,28 @@ class Comparison:
     invalid : dict
         Submission name -> the lines of what is wrong with it; it is left out of the
         ranking.
+    warnings : list of str
+        What looks like a mistake: each submission's warnings after its name.
     """
     reports: dict
     summary: dict
     invalid: dict
+    warnings: list = field(default_factory=list)
+    _marked: list = field(default_factory=list, repr=False)  # warnings, options marked
+
+    def warning_lines(self, name_of):
+        """The warnings with each option named by ``name_of(name)``."""
+        return named(self._marked, name_of)
+
+
+NO_IMAGES = (f"no images table: the images scored are those some table names, so the "
+             f"counting errors leave out images no table names: pass {option('images')}")
 
 
 def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="none",
             match="greedy", score_threshold=None, device="auto", radius=None,
             knn_k=DEFAULT_KNN_K, n_resamples=1000, seed=0, confidence=0.95,
-            rank_by="map", limits=None) -> Comparison:
+            rank_by="map", limits=None, strict=False) -> Comparison:
     """Score every submission against one ground truth, rank them, and add bootstrap
     intervals and paired p-values.
 
@@ -69,6 +81,9 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         'map', 'mae', 'rmse' or 'f1@D' with D one of the thresholds.
     limits : pointscore.Limits, optional
         Bounds on work and memory, per submission.
+    strict : bool
+        A submission with a warning (see ``evaluate``) is invalid, with the warning as
+        its message.
 
     Returns
     -------
@@ -111,10 +126,11 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
             reports[name] = evaluate(gt_table, table, images_table,
                                      thresholds=options.thresholds, normalize=normalize,
                                      match=match, score_threshold=score_threshold,
-                                     device=device, radius=radius, knn_k=knn_k, limits=limits)
+                                     device=device, radius=radius, knn_k=knn_k, limits=limits,
+                                     strict=strict)
         except InputError as exc:  # tables read here named as their files, or by name
-            named = {**labels, "<pred>": label if label != "<pred>" else f"<pred {name}>"}
-            invalid[name] = [_relabel(line, named) for line in exc.raw]
+            relabelled = {**labels, "<pred>": label if label != "<pred>" else f"<pred {name}>"}
+            invalid[name] = [_relabel(line, relabelled) for line in exc.raw]
     valid = [reports[name] for name in names if name in reports]
     values = dict(zip([n for n in names if n in reports],
                       bootstrap.replicates(valid, n_resamples, seed))) \
@@ -122,12 +138,16 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
     ranked = _rank(reports, *ranking)
     p = {(a, b): bootstrap.p_values(values[a], values[b])
          for a in ranked for b in ranked if a != b and values}
+    marked = [f"{shown(name)}: {line}" for name in names if name in reports
+              for line in reports[name]._marked]
+    if images is None:
+        marked.insert(0, NO_IMAGES)
     summary = {
         "version": package_version(),
         "schema_version": COMPARE_SCHEMA_VERSION,
         "config": {**options.config(device_name), "n_resamples": n_resamples, "seed": seed,
                    "confidence": confidence, "rank_by": rank_by},
-        "warnings": [],
+        "warnings": named(marked),
         "submissions": {name: _submission(source, reports.get(name), values.get(name),
                                           confidence, invalid.get(name))
                         for name, source in zip(names, preds)},
@@ -137,7 +157,8 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         "pairs": [{"a": a, "b": b, "p": p[a, b]} for a, b in p],
     }
     return Comparison({n: reports[n] for n in names if n in reports}, summary,
-                      {n: InputError(invalid[n]).problems for n in names if n in invalid})
+                      {n: InputError(invalid[n]).problems for n in names if n in invalid},
+                      named(marked), marked)
 
 
 def _metric(summary, metric, t=None):
@@ -162,7 +183,7 @@ def _submission(source, report, values, confidence, problems):
             "message": " ".join(InputError(problems).problems) if problems else None,
             "summary": None if report is None else
             {k: v for k, v in report.summary.items()
-             if k not in ("version", "schema_version", "config")},
+             if k not in ("version", "schema_version", "config", "warnings")},
             "intervals": None if values is None
             else bootstrap.summarize_intervals(values, confidence)}
 

@@ -14,7 +14,8 @@ from .sources import open_inputs
 
 def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match="greedy",
              score_threshold=None, device="auto", radius=None, knn_k=DEFAULT_KNN_K,
-             game=None, breakdown=None, bins=None, matches=False, limits=None) -> Report:
+             game=None, breakdown=None, bins=None, matches=False, limits=None,
+             strict=False) -> Report:
     """Score predicted points against ground truth, in memory.
 
     Parameters
@@ -52,6 +53,9 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
     limits : pointscore.Limits, optional
         Bounds on work and memory (default: ``Limits()``; a leaderboard scoring
         strangers' files: ``Limits.create(untrusted=True)``).
+    strict : bool
+        Warnings (``Report.warnings``: options that do not fit the data, a score column
+        under another name, ...) are an InputError, raised before anything is scored.
 
     Returns
     -------
@@ -69,12 +73,13 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
     backend, note = backend_for(options.device)
     inputs = open_inputs(gt, pred, images, options, matches=matches, limits=limits)
     return run(inputs, options, Outputs(matches=matches), mapper=serial_map,
-               device=backend.name, note=note, limits=limits)
+               device=backend.name, note=note, limits=limits, strict=strict)
 
 
 def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
                     per_image_path=None, matches=False, matches_path=None, strategy="auto",
-                    scratch_dir=None, progress=False, limits=None, **scoring) -> Report:
+                    scratch_dir=None, progress=False, limits=None, strict=False,
+                    **scoring) -> Report:
     """``evaluate`` for inputs larger than memory, with the same summary bit for bit.
 
     Parquet inputs (files and hive-partitioned dataset directories) are read shard by
@@ -101,6 +106,8 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
         Draw a progress bar on stderr (None: when stderr is a terminal).
     limits : pointscore.Limits, optional
         As ``evaluate``.
+    strict : bool
+        As ``evaluate``: warnings are an InputError, before any row is written.
     **scoring
         The scoring options of ``evaluate``.
 
@@ -122,13 +129,13 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
                          matches=outputs.matches, limits=limits)
     return run(inputs, options, outputs, mapper=serial_map, device=backend.name, note=note,
                limits=limits, shard_points=shard_points, strategy=strategy,
-               scratch_dir=scratch_dir, progress=progress)
+               scratch_dir=scratch_dir, progress=progress, strict=strict)
 
 
 def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
                          shard_points=DEFAULT_SHARD_POINTS, per_image_path=None,
                          matches=False, matches_path=None, strategy="auto", scratch_dir=None,
-                         progress=False, limits=None, **scoring) -> Report:
+                         progress=False, limits=None, strict=False, **scoring) -> Report:
     """``evaluate_stream`` with its tasks on a Dask cluster: a local one of ``workers``
     processes, or the one at ``scheduler``; the same summary bit for bit.
 
@@ -170,7 +177,7 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
         return run(inputs, options, outputs, mapper=mapper, device=device, note=note,
                    limits=limits, shard_points=shard_points,
                    piece_rows=shard_points, strategy=strategy, scratch_dir=scratch_dir,
-                   can_partition=can_partition, progress=progress)
+                   can_partition=can_partition, progress=progress, strict=strict)
 
 
 def _outputs(per_image_path, matches_path, matches):

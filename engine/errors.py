@@ -41,11 +41,18 @@ class InputError(ValueError):
     @property
     def problems(self):
         """The lines, options named as in Python."""
-        return [_OPTION.sub(r"\1", line) for line in self.raw]
+        return named(self.raw)
 
     def lines(self, name_of):
         """The lines with each option named by ``name_of(name)``."""
-        return [_OPTION.sub(lambda m: name_of(m.group(1)), line) for line in self.raw]
+        return named(self.raw, name_of)
+
+
+def named(lines, name_of=None):
+    """Lines holding option() marks with each option named by ``name_of(name)``, or as
+    in Python."""
+    return [_OPTION.sub(r"\1", line) if name_of is None else
+            _OPTION.sub(lambda m: name_of(m.group(1)), line) for line in lines]
 
 
 class OutputError(RuntimeError):

@@ -206,6 +206,24 @@ class Scan:
     classes: list        # pa.Arrays of class values seen
     bad_files: list      # files with rows check.load rejects
     unknown_files: list  # files with image ids not in the images table
+    boxes: pa.Table = None  # ground truth: each image's bounding box (bounding_boxes)
+
+
+BOX_AGGREGATES = [("x_min", "min"), ("x_max", "max"), ("y_min", "min"), ("y_max", "max")]
+
+
+def bounding_boxes(image_id, x, y):
+    """Each image's bounding box: a table image_id, x_min, x_max, y_min, y_max."""
+    return pa.table({"image_id": image_id, "x": x, "y": y}).group_by("image_id").aggregate(
+        [("x", "min"), ("x", "max"), ("y", "min"), ("y", "max")])
+
+
+def merge_boxes(tables):
+    """The bounding boxes of images whose points are spread over several tables'."""
+    table = pa.concat_tables(tables)
+    merged = table.group_by("image_id").aggregate(BOX_AGGREGATES)
+    return pa.table({"image_id": merged["image_id"],
+                     **{name: merged[f"{name}_{how}"] for name, how in BOX_AGGREGATES}})
 
 
 def sum_counts(ids, counts):
@@ -234,7 +252,7 @@ def scan(task, known=None):
     source, groups = task
     points = np.zeros(len(groups), np.int64)
     where = {int(g): i for i, g in enumerate(groups)}
-    ids, counts, classes, bad, unknown = [], [], [], set(), set()
+    ids, counts, classes, bad, unknown, boxes = [], [], [], set(), set(), []
     compact_at = 1 << 22
     for group, batch in batches(source, groups):
         points[where[group]] += int(list_lengths(batch).sum()) if source.nested \
@@ -255,15 +273,18 @@ def scan(task, known=None):
             counts.append(pa.array(np.zeros(len(table.listed_ids), np.int64)))
         if table.klass is not None:
             classes.append(pc.unique(table.klass))
+        if source.role == "gt" and len(table):
+            boxes.append(bounding_boxes(table.image_id, table.x, table.y))
         if sum(len(a) for a in ids) > compact_at:  # keep the tally near one row per image
             merged, summed = sum_counts(ids, counts)
             ids, counts = [merged], [pa.array(summed)]
+            boxes = [merge_boxes(boxes)] if boxes else []
             compact_at = max(compact_at, 2 * len(merged))
     if len(ids) > 1:
         merged, summed = sum_counts(ids, counts)
         ids, counts = [merged], [pa.array(summed)]
     return Scan(np.asarray(groups, np.int64), points, ids, counts, classes, sorted(bad),
-                sorted(unknown))
+                sorted(unknown), merge_boxes(boxes) if boxes else None)
 
 
 def file_problems(task, images=None, other=None):

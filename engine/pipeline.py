@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import check, parquet, tally
+from . import advice, check, parquet, tally
 from . import plan as planning
 from .backends import HUNGARIAN_NOTE, SCALED_NOTE, backend_for
 from .batch import build_batch, group_keys, rank_tables
 from .counts import Counts
 from .crowd import add_game
-from .errors import InputError, label_of, option
+from .errors import InputError, label_of, named, option
 from .matching import kept_predictions, match_batch
 from .progress import Progress
 from .scales import gt_scales
@@ -53,6 +53,9 @@ class Report:
     images : pyarrow.Table
         Per image, summed over classes: image_id, gt_count, pred_count and, with
         points, tp, fp, fn at the middle threshold (what the HTML report draws).
+    warnings : list of str
+        What looks like a mistake, with its fix (pointscore.advice; the summary's
+        ``warnings``).
     """
     summary: dict
     per_image: pa.Table
@@ -60,6 +63,13 @@ class Report:
     notes: list = field(default_factory=list)
     matches: pa.Table = None
     images: pa.Table = None
+    warnings: list = field(default_factory=list)
+    _marked: list = field(default_factory=list, repr=False)  # warnings, options marked
+
+    def warning_lines(self, name_of):
+        """The warnings with each option named by ``name_of(name)`` (the command line
+        names flags)."""
+        return named(self._marked, name_of)
 
 
 @dataclass
@@ -177,10 +187,15 @@ class Outputs:
 
 def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=None,
         piece_rows=None, strategy="auto", scratch_dir=None, can_partition=True,
-        progress=False, warnings=()):
+        progress=False, strict=False):
     """Plan, score and merge the shards of checked ``inputs`` (pointscore.sources): the
     Report. ``mapper(fn, items, name, **shared)`` runs the tasks (pointscore.runners);
-    ``device``/``note``: the backend's name and its line for the user."""
+    ``device``/``note``: the backend's name and its line for the user; ``strict``:
+    warnings (pointscore.advice) are an InputError, raised before anything is scored
+    or written."""
+    warnings = advice.warnings_for(inputs, options)
+    if strict and warnings:
+        raise InputError(warnings)
     ids, n = inputs.image_counts()
     plan = planning.cut(ids, n, inputs.images, shard_points)
     settings = Settings(options, device, inputs.classes(), inputs.has_class, inputs.has_scores,
@@ -226,8 +241,8 @@ def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=
         notes.append(HUNGARIAN_NOTE)
     for line in notes:
         log.info("pointscore: %s", line)
-    return Report(state.summary(device, warnings), per_image.table, state, notes,
-                  matches.table, pa.concat_tables(images))
+    return Report(state.summary(device, named(warnings)), per_image.table, state, notes,
+                  matches.table, pa.concat_tables(images), named(warnings), warnings)
 
 
 def _partition(sources, plan, scratch, mapper, piece_rows, buffer_rows):

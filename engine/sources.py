@@ -16,7 +16,7 @@ from . import check, counts, parquet
 from .batch import SINGLE_CLASS, _scales, rank_tables
 from .errors import InputError, option, raise_if, shown
 from .limits import TRUSTED
-from .parquet import sum_counts
+from .parquet import bounding_boxes, merge_boxes, sum_counts
 from .plan import id_values, pieces
 from .read import is_parquet
 
@@ -68,7 +68,7 @@ def take_rows(table, rows):
     values = {}
     for f in fields(table):
         value = getattr(table, f.name)
-        if f.name == "listed_ids" or value is None or isinstance(value, str):
+        if f.name == "listed_ids" or value is None or isinstance(value, (str, tuple)):
             values[f.name] = None if f.name == "listed_ids" else value
         elif isinstance(value, pa.Array):
             values[f.name] = value.take(pa.array(rows))
@@ -90,6 +90,37 @@ class Inputs:
 
     def sources(self):
         return {"gt": self.gt, "pred": self.pred}
+
+    def gt_extents(self):
+        """Per image with ground truth, the larger side of its points' bounding box, in
+        the coordinates as given."""
+        if isinstance(self.gt, MemorySource):
+            table = self.gt.table
+            boxes = bounding_boxes(table.image_id, table.x, table.y) if len(table) else None
+        else:
+            found = [s.boxes for s in self.scans["gt"] if s.boxes is not None]
+            boxes = merge_boxes(found) if found else None
+        if boxes is None:
+            return np.zeros(0)
+        return np.maximum(np.asarray(boxes["x_max"]) - np.asarray(boxes["x_min"]),
+                          np.asarray(boxes["y_max"]) - np.asarray(boxes["y_min"]))
+
+    def gt_lists_images(self):
+        """Whether the ground truth names its images itself (the nested layout lists
+        images without points)."""
+        if isinstance(self.gt, MemorySource):
+            return self.gt.table.listed_ids is not None
+        return self.gt.nested
+
+    def column_names(self, role):
+        """A role's columns as read (in the nested layout, the points' fields); none for
+        count-only predictions."""
+        source = self.sources()[role]
+        if isinstance(source, MemorySource):
+            return getattr(source.table, "columns", ())
+        if source.nested:
+            return ("image_id", *(f.name for f in source.schema.field("points").type.value_type))
+        return tuple(source.schema.names)
 
     def role_counts(self, role):
         """A role's image ids and their points, as lists of arrays."""

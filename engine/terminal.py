@@ -1,4 +1,6 @@
 """Summaries as readable tables for the terminal."""
+from itertools import pairwise
+
 import numpy as np
 
 from .errors import escape
@@ -22,6 +24,11 @@ def fmt(value, digits=4):
     return f"{value:.{digits}f}"
 
 
+def _count(value):
+    """A count: whole as it is, a count-only prediction's sum rounded to 2 decimals."""
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
 def text_table(summary):
     """A readable summary for the terminal."""
     cfg = summary["config"]
@@ -31,11 +38,14 @@ def text_table(summary):
         f"score_threshold={fmt(cfg['score_threshold'])}  device={cfg['device']}"
         + "".join(f"  {k}={cfg[k]}" for k in ("radius", "knn_k") if k in cfg),
         f"images {summary['images']}  gt points {summary['gt_points']}  "
-        f"predicted points {summary['pred_points']}  classes {len(summary['classes'])}",
+        f"predicted points {_count(summary['pred_points'])}  "
+        f"classes {len(summary['classes'])}",
         f"counting  MAE {fmt(counting['mae'])}  RMSE {fmt(counting['rmse'])}  "
         f"NAE {fmt(counting['nae'])}",
         "",
     ]
+    if all(tp is None for tp in summary["micro"]["tp"]):  # count-only: no points matched
+        return "\n".join(lines[:-1]) + "\n"
     header = ("d", "TP", "FP", "FN", "precision", "recall", "F1", "loc_error", "AP")
     micro, macro = summary["micro"], summary["macro"]
     rows = [header]
@@ -49,9 +59,17 @@ def text_table(summary):
     lines.append("")
     lines.append("precision/recall/F1/loc_error: micro (pooled over images and classes); "
                  "AP: mean over classes with ground truth")
-    lines.append(f"mAP@d [{cfg['thresholds'][0]:g}:{cfg['thresholds'][-1]:g}] = "
-                 f"{fmt(summary['map'])}")
+    lines.append(f"mAP@d [{thresholds_text(cfg['thresholds'])}] = {fmt(summary['map'])}")
     return "\n".join(lines) + "\n"
+
+
+def thresholds_text(thresholds):
+    """Evenly spaced thresholds as start:stop:step (as --thresholds takes them), others
+    as the list."""
+    steps = {round(b - a, 10) for a, b in pairwise(thresholds)}
+    if len(thresholds) > 2 and len(steps) == 1:
+        return f"{thresholds[0]:g}:{thresholds[-1]:g}:{steps.pop():g}"
+    return ",".join(f"{t:g}" for t in thresholds)
 
 
 def crowd_table(summary):
@@ -59,11 +77,15 @@ def crowd_table(summary):
     lines = []
     if "game" in summary:
         g = summary["game"]
-        lines += ["", "GAME(l)  " + "  ".join(f"l={v}" for v in g["levels"]),
-                  "  pooled " + "  ".join(fmt(v) for v in g["pooled"])]
+        rows = [("GAME(l)", *(f"l={v}" for v in g["levels"])),
+                ("pooled", *(fmt(v) for v in g["pooled"]))]
         if len(g["classes"]) > 1:
-            lines += [f"  {_name(name)} " + "  ".join(fmt(v) for v in values)
-                      for name, values in g["classes"].items()]
+            rows += [(_name(name), *(fmt(v) for v in values))
+                     for name, values in g["classes"].items()]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["", *("  ".join([r[0].ljust(widths[0])]
+                                  + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+                        for r in rows)]
     if "breakdown" in summary:
         b, d = summary["breakdown"], summary["config"]["thresholds"]
         shown = sorted({0, len(d) - 1})  # F1 at the smallest and largest threshold

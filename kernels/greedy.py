@@ -42,8 +42,8 @@ def _heap_push(key, p, g, size, vkey, vp, vg):
 def _heap_pop(key, p, g, size):
     """Remove the smallest entry (which the caller read from [0])."""
     size -= 1
-    _heap_swap(key, p, g, 0, size)
-    i = 0
+    i = np.int64(0)  # typed zeros here: literal ones compile the helpers once more each
+    _heap_swap(key, p, g, i, size)
     while True:
         left, right, least = 2 * i + 1, 2 * i + 2, i
         if left < size and _heap_less(key, p, g, left, least):
@@ -71,7 +71,7 @@ def greedy_heap(lx, ly, gx, gy, index, lists, kmax, kept, lst_key, lst_g, lst_n,
     h_p = np.empty(n_p, np.int64)
     h_g = np.empty(n_p, np.int64)
     pos = np.zeros(n_p, np.int64)
-    size = 0
+    size = np.int64(0)
     n_kept = 0
     for i in range(n_p):
         if kept[i]:
@@ -111,8 +111,8 @@ def _best(i, qx, qy, ox, oy, unavailable, index, lists, kmax, w_key, w_other, w_
     0), refilled past its end. Partners only ever become unavailable, so the window
     and ``pos`` only move forward."""
     if w_n[i] < 0:
-        windows.fill(i, qx, qy, ox, oy, unavailable, index, lists, kmax, -1.0, -1, w_key,
-                     w_other, w_n, w_done, w_tied)
+        windows.fill(i, qx, qy, ox, oy, unavailable, index, lists, kmax, windows.FIRST_KEY,
+                     windows.FIRST_G, w_key, w_other, w_n, w_done, w_tied)
         pos[i] = 0
     while True:
         while pos[i] < w_n[i]:

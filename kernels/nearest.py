@@ -76,7 +76,7 @@ def _rings(qx, qy, gx, gy, taken, idx, kmax, after_key, after_g, out_key, out_g)
     xmin, ymin, cell, nx, ny, tree_at, ints = idx[:7]
     cell_start, members = ints[:nx * ny + 1], ints[nx * ny + 1:tree_at]
     k = out_key.size
-    count, work = 0, 0
+    count, work = np.int64(0), 0  # typed: a literal 0 would compile _scan_cell twice
     beyond = np.inf
     tx = (qx - xmin) / cell
     ty = (qy - ymin) / cell

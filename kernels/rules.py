@@ -146,8 +146,9 @@ def match_groups(p_off, g_off, px, py, gx, gy, kept, tmax, rule, score, t2_thres
         lst_tied = np.empty(n_p, np.bool_)
         none_taken = np.zeros(g1 - g0, np.bool_)
         for i in range(n_p):
-            windows.fill(i, lx, ly, lgx, lgy, none_taken, index, lists, kmax, -1.0, -1,
-                         lst_key, lst_g, lst_n, lst_done, lst_tied)
+            windows.fill(i, lx, ly, lgx, lgy, none_taken, index, lists, kmax,
+                         windows.FIRST_KEY, windows.FIRST_G, lst_key, lst_g, lst_n, lst_done,
+                         lst_tied)
         if t2_thresholds.size:
             score_order(lx, ly, lgx, lgy, index, lists, lst_key, lst_g, lst_n, lst_done,
                         lst_tied, score[p0:p1], t2_thresholds, is_tp, p0)

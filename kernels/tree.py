@@ -238,12 +238,13 @@ def next_nearest(qx, qy, gx, gy, taken, tree, kmax, after_key, after_g, out_key,
      x0, x1, y0, y1, tx, ty, stack_low) = _sections(tree)
     n_nodes = lo.size
     k = out_key.size
-    count = 0
+    count = np.int64(0)  # typed zeros: literal ones compile offer and _low once more each
     beyond = np.inf
     if free.size == 0 or free[0] == 0:
         return 0, True, False
-    stack[0] = 0
-    stack_low[0] = _low(qx, qy, x0, x1, y0, y1, 0)
+    root = np.int64(0)
+    stack[0] = root
+    stack_low[0] = _low(qx, qy, x0, x1, y0, y1, root)
     sp = 1
     while sp:
         sp -= 1

@@ -7,11 +7,15 @@ candidate that follows it ties with its last entry (AP needs the last of equally
 gts). It comes from the lazy nearest-first search of kernels.nearest (plain distances)
 or from the prediction's full pair list of kernels.candidates (per-point scales).
 """
+import numpy as np
 from numba import njit
 
 from . import nearest as nearest_first
 
 K = 4  # candidates fetched per step: greedy and AP matching rarely need more
+# The cursor before every candidate, typed: a literal -1 passed down the search would
+# compile each function of the chain a second time (numba specialises on literals).
+FIRST_KEY, FIRST_G = np.float64(-1.0), np.int64(-1)
 
 
 @njit(cache=True)

@@ -23,6 +23,10 @@ PRED = {"image_id": [1, 2, 2, 3], "x": [0.25, 5.0, 50.0, 1.0], "y": [0.0, 5.5, 5
         "score": [0.875, 0.75, 0.25, 0.5]}
 
 
+NO_IMAGES = ("no images table: images without a point in either table are not scored, so "
+             "the counting errors leave empty images out: pass --images")
+
+
 def write(path, data):
     """A dict as a Parquet or CSV file, or bytes as they are; returns the path as text."""
     if isinstance(data, bytes):
@@ -197,7 +201,7 @@ SUMMARY_FIELDS = {"version", "schema_version", "config", "warnings", "images", "
 
 def test_json_to_stdout_is_only_valid_json_with_the_spec_fields(files, capsys):
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"], "--json", "-")
-    assert code == 0 and err == ""
+    assert code == 0 and err == f"pointscore: warning: {NO_IMAGES}\n"
     summary = json.loads(out)
     assert set(summary) == SUMMARY_FIELDS
     assert set(summary["config"]) == {"thresholds", "match", "normalize", "score_threshold",
@@ -247,8 +251,8 @@ def test_output_files_get_the_usual_permissions(files, tmp_path, capsys):
 
 def test_default_output_is_the_readable_table(files, capsys):
     code, out, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"])
-    assert code == 0 and err == ""
-    assert out.startswith("pointscore ") and "MAE" in out and "mAP@d [0.01:0.1] = " in out
+    assert code == 0 and err == f"pointscore: warning: {NO_IMAGES}\n"
+    assert out.startswith("pointscore ") and "MAE" in out and "mAP@d [0.01:0.1:0.01] = " in out
     first_cells = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert [cell for cell in first_cells if cell in {f"{d:g}" for d in DEFAULT_THRESHOLDS}] \
         == [f"{d:g}" for d in DEFAULT_THRESHOLDS]
@@ -288,7 +292,7 @@ def test_a_failed_rename_is_one_line_and_leaves_no_temporary_file(files, tmp_pat
     (tmp_path / "taken" / "full").mkdir(parents=True)
     code, _, err = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
                        "--json", str(tmp_path / "taken"))
-    [line] = err.splitlines()
+    [line] = [line for line in err.splitlines() if not line.startswith("pointscore: warning:")]
     assert code == 1 and line.startswith(f"pointscore: {tmp_path / 'taken'}: cannot write: ")
     assert sorted(os.listdir(tmp_path)) == ["gt.parquet", "pred.parquet", "taken"]
 
@@ -319,3 +323,19 @@ def test_console_script_runs_and_reports_exit_codes(files, tmp_path):
                           "--pred", files["pred"]], capture_output=True, text=True)
     assert (bad.returncode, bad.stdout) == (2, "")
     assert bad.stderr == f"pointscore: {tmp_path / 'nope.parquet'}: no such file or directory\n"
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out == f"pointscore {version('pointscore')}\n"
+
+
+@pytest.mark.parametrize("given, shown", [("0.01:0.10:0.01", "0.01:0.1:0.01"),
+                                          ("4,8,20", "4,8,20"), ("4,8", "4,8"), ("5", "5")])
+def test_the_table_shows_thresholds_as_given(given, shown, files, capsys):
+    code, out, _ = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
+                       "--thresholds", given)
+    assert code == 0 and f"mAP@d [{shown}] = " in out

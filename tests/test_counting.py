@@ -326,6 +326,24 @@ def test_cli_adds_keys_only_when_asked(files, capsys):
     assert code == 0 and "GAME(l)" in out and "by true count per megapixel" in out
 
 
+def test_the_terminal_table_aligns_game_and_rounds_count_only_sums(files, tmp_path, capsys):
+    base = ["--gt", files["gt"], "--images", files["images"], "--pred", files["pred"],
+            "--game", "2"]
+    code, out, _ = run(capsys, *base, "--json", "-")
+    pooled = json.loads(out)["game"]["pooled"]
+    code, out, _ = run(capsys, *base)
+    game = out[out.index("GAME(l)"):].splitlines()[:2]
+    assert code == 0 and len(game[0]) == len(game[1])
+    assert game[1].split() == ["pooled", *(f"{v:.4f}" for v in pooled)]
+    for text, shown in (("1,1.3333333333\n2,2.25\n", "3.58"), ("1,1\n2,3\n", "4")):
+        counts = tmp_path / "counts.csv"
+        counts.write_text("image_id,count\n" + text)
+        code, out, _ = run(capsys, "--gt", files["gt"], "--images", files["images"],
+                           "--pred", str(counts))
+        assert code == 0 and f"predicted points {shown} " in out
+        assert "TP" not in out and "mAP" not in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--game", "1"], "--game needs image sizes: pass --images"),
     (["--game", "4"], "usage error: argument --game: invalid choice"),

@@ -99,7 +99,9 @@ def test_every_input_form_gives_the_same_summary(form, ids, expected, tmp_path):
     gt = as_form(long_table(GT, ids), form, tmp_path / "gt")
     pred = as_form(long_table(PRED, ids), form, tmp_path / "pred")
     summary = pointscore.evaluate(gt, pred, thresholds=THRESHOLDS, device="cpu").summary
-    assert canonical(summary) == canonical(expected)
+    # a nested table lists its images itself, so it needs no images table
+    no_images = [] if form == "nested" else expected["warnings"]
+    assert canonical(summary) == canonical({**expected, "warnings": no_images})
     names = ["0", "1"] if ids == "integer" else ["c0", "c1"]
     assert list(summary["classes"]) == names
 
@@ -111,7 +113,7 @@ def test_images_table_in_any_form_gives_the_same_summary(expected, tmp_path):
         (tmp_path / form).mkdir()
         source = as_form(images, form, tmp_path / form)
         summary = pointscore.evaluate(GT, PRED, source, thresholds=THRESHOLDS, device="cpu").summary
-        assert summary == expected
+        assert summary == {**expected, "warnings": []}  # the images table: no warning
 
 
 def test_dictionary_encoded_and_large_string_columns_are_read_as_plain(expected):

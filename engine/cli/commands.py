@@ -42,6 +42,7 @@ def _scoring(args):
     options = {name: getattr(args, name) for name in SCORING}
     if args.knn_k is not None:
         options["knn_k"] = args.knn_k
+    options["strict"] = args.strict
     return options
 
 
@@ -76,6 +77,14 @@ def streams(gt, pred, shard_points, limits):
     except READ_ERRORS:
         return False  # reading it whole says what is wrong
     return points > shard_points
+
+
+def _with_warnings(summary, lines):
+    """The summary with its warnings as ``lines`` (options named by their flags), each
+    said on stderr."""
+    for line in lines:
+        say(f"warning: {line}")
+    return dict(summary, warnings=lines)
 
 
 def evaluate_command(args):
@@ -114,8 +123,9 @@ def evaluate_command(args):
                         sink.write(table)
         for line in report.notes:
             say(line)
+        summary = _with_warnings(report.summary, report.warning_lines(flag))
         if "json" in dest:
-            write_text(dest["json"], summary_json(report.summary))
+            write_text(dest["json"], summary_json(summary))
         if args.report:  # last: it is renamed into place at once
             from ..html_report import write_report
             write_report(args.report, {default_names([args.pred])[0]: report})
@@ -136,13 +146,14 @@ def compare_command(args):
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
     for line in notes:
         say(line)
+    summary = _with_warnings(comparison.summary, comparison.warning_lines(flag))
     if args.report and comparison.reports:
         from ..html_report import write_report
-        write_report(args.report, comparison.reports, comparison.summary)
+        write_report(args.report, comparison.reports, summary)
     if args.json:
-        write_json(comparison.summary, args.json)  # written whole; '-' prints it alone
+        write_json(summary, args.json)  # written whole; '-' prints it alone
     if args.json != STDOUT:
-        sys.stdout.write(ranking_table(comparison.summary))
+        sys.stdout.write(ranking_table(summary))
     for name, problems in comparison.invalid.items():
         for line in InputError(problems).lines(flag):
             say(f"invalid submission {shown(name)}: {line}")

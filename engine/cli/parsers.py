@@ -15,6 +15,7 @@ from ..choices import (
 from ..choices import CONVERT_FORMATS as FORMATS
 from ..errors import InputError
 from ..limits import TRUSTED, UNTRUSTED
+from ..version import package_version
 
 # Library option names whose flag is not "--" + the name with dashes.
 FLAGS = {"radius": "--radius-column", "n_resamples": "--bootstrap", "mapping": "--map",
@@ -98,6 +99,10 @@ def _scoring(parser, images_help):
     parser.add_argument("--knn-k", type=whole_number(1), metavar="K",
                         help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
     parser.add_argument("--match", choices=MATCH, default="greedy")
+    parser.add_argument("--strict", action="store_true",
+                        help="warnings (thresholds that do not fit the data's units, a score "
+                             "column under another name, files swapped, no images table) "
+                             "are errors: exit 2, no output")
     parser.add_argument("--score-threshold", type=float, default=None,
                         help="keep predictions with score >= S at the operating point")
     parser.add_argument("--device", choices=DEVICES, default="auto")
@@ -240,6 +245,8 @@ def build():
     """The ``pointscore`` parser; each subcommand's namespace has ``command``."""
     parser = Parser(prog="pointscore", description="Score point predictions against "
                     "ground truth: counting errors, P/R/F1 and mAP@d.")
+    parser.add_argument("--version", action="version",
+                        version=f"pointscore {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _evaluate(commands)
     _compare(commands)
