@@ -13,9 +13,16 @@ SCORE_ALIASES = ("confidence", "conf", "prob", "probability")
 # 1,000 px across is 1/10,000 of them, while the usual pixel thresholds (4 or 8 px on
 # such images) are 1/250 or more. A share of 1/100 would take those for a mistake.
 SMALL_SHARE = 0.001
+NO_IMAGES = (f"no images table: images without a point in either table are not scored, "
+             f"so the counting errors leave empty images out: pass {option('images')}")
 # A smallest threshold of this share of an image or more matches points half an image
 # apart: with 'wh' or 'diag' the image is 1, with 'none' the median extent.
 LARGE_FRACTION = 0.5
+
+
+def needs_extents(options):
+    """Whether the units warning needs the ground truth's image extents."""
+    return options.normalize == "none" and not options.scaled
 
 
 def warnings_for(inputs, options):
@@ -25,7 +32,7 @@ def warnings_for(inputs, options):
                            () if inputs.count_only else inputs.column_names("pred"),
                            inputs.images is not None or inputs.gt_lists_images(),
                            inputs.count_only)
-    units = None if inputs.count_only else units_warning(options, inputs.gt_extents())
+    units = None if inputs.count_only else units_warning(options, inputs.gt_extents)
     return found + ([units] if units else [])
 
 
@@ -44,9 +51,7 @@ def input_warnings(gt_columns, pred_columns, images_known, count_only):
                          f"are the files swapped? ({option('gt')} takes the annotations, "
                          f"{option('pred')} the model's output)")
     if not images_known:
-        found.append(f"no images table: images without a point in either table are not "
-                     f"scored, so the counting errors leave empty images out: pass "
-                     f"{option('images')}")
+        found.append(NO_IMAGES)
     return found
 
 
@@ -56,15 +61,16 @@ def units_warning(options, gt_extents):
     Parameters
     ----------
     options : ScoringOptions
-    gt_extents : numpy.ndarray
-        Per image with ground truth, the larger side of its points' bounding box, in
-        the coordinates as given.
+    gt_extents : callable
+        Returns, per image with ground truth, the larger side of its points' bounding
+        box in the coordinates as given: called only when the options need it.
     """
     if options.scaled:  # thresholds are multiples of per-point scales: any size fits
         return None
     thresholds = np.asarray(options.thresholds)
-    if options.normalize == "none":
-        extents = gt_extents[gt_extents > 0]
+    if needs_extents(options):
+        extents = gt_extents()
+        extents = extents[extents > 0]
         if not extents.size:
             return None
         median = float(np.median(extents))

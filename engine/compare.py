@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import bootstrap
+from . import advice, bootstrap
 from .backends import backend_for
 from .check import load
 from .entrypoints import evaluate
@@ -44,14 +44,15 @@ class Comparison:
     invalid: dict
     warnings: list = field(default_factory=list)
     _marked: list = field(default_factory=list, repr=False)  # warnings, options marked
+    _invalid_marked: dict = field(default_factory=dict, repr=False)  # the same of invalid
 
     def warning_lines(self, name_of):
         """The warnings with each option named by ``name_of(name)``."""
         return named(self._marked, name_of)
 
-
-NO_IMAGES = (f"no images table: the images scored are those some table names, so the "
-             f"counting errors leave out images no table names: pass {option('images')}")
+    def invalid_lines(self, name_of):
+        """``invalid`` with each option named by ``name_of(name)``."""
+        return {name: named(lines, name_of) for name, lines in self._invalid_marked.items()}
 
 
 def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="none",
@@ -141,7 +142,7 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
     marked = [f"{shown(name)}: {line}" for name in names if name in reports
               for line in reports[name]._marked]
     if images is None:
-        marked.insert(0, NO_IMAGES)
+        marked.insert(0, advice.NO_IMAGES)
     summary = {
         "version": package_version(),
         "schema_version": COMPARE_SCHEMA_VERSION,
@@ -156,9 +157,10 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
                     for k, name in enumerate(ranked)],
         "pairs": [{"a": a, "b": b, "p": p[a, b]} for a, b in p],
     }
+    invalid = {n: invalid[n] for n in names if n in invalid}
     return Comparison({n: reports[n] for n in names if n in reports}, summary,
-                      {n: InputError(invalid[n]).problems for n in names if n in invalid},
-                      named(marked), marked)
+                      {n: named(lines) for n, lines in invalid.items()}, named(marked), marked,
+                      invalid)
 
 
 def _metric(summary, metric, t=None):

@@ -245,14 +245,15 @@ def _unknown(ids, known):
     return known[at] != values
 
 
-def scan(task, known=None):
+def scan(task, known=None, boxes=False):
     """Check every batch of (source, row groups) with check.load, count its image ids
     and points per row group. ``known``: the images table's ids, sorted, to find
-    unknown ids."""
+    unknown ids; ``boxes``: keep the ground truth's bounding box per image (for
+    pointscore.advice)."""
     source, groups = task
     points = np.zeros(len(groups), np.int64)
     where = {int(g): i for i, g in enumerate(groups)}
-    ids, counts, classes, bad, unknown, boxes = [], [], [], set(), set(), []
+    ids, counts, classes, bad, unknown, found_boxes = [], [], [], set(), set(), []
     compact_at = 1 << 22
     for group, batch in batches(source, groups):
         points[where[group]] += int(list_lengths(batch).sum()) if source.nested \
@@ -273,18 +274,18 @@ def scan(task, known=None):
             counts.append(pa.array(np.zeros(len(table.listed_ids), np.int64)))
         if table.klass is not None:
             classes.append(pc.unique(table.klass))
-        if source.role == "gt" and len(table):
-            boxes.append(bounding_boxes(table.image_id, table.x, table.y))
+        if boxes and source.role == "gt" and len(table):
+            found_boxes.append(bounding_boxes(table.image_id, table.x, table.y))
         if sum(len(a) for a in ids) > compact_at:  # keep the tally near one row per image
             merged, summed = sum_counts(ids, counts)
             ids, counts = [merged], [pa.array(summed)]
-            boxes = [merge_boxes(boxes)] if boxes else []
+            found_boxes = [merge_boxes(found_boxes)] if found_boxes else []
             compact_at = max(compact_at, 2 * len(merged))
     if len(ids) > 1:
         merged, summed = sum_counts(ids, counts)
         ids, counts = [merged], [pa.array(summed)]
     return Scan(np.asarray(groups, np.int64), points, ids, counts, classes, sorted(bad),
-                sorted(unknown), merge_boxes(boxes) if boxes else None)
+                sorted(unknown), merge_boxes(found_boxes) if found_boxes else None)
 
 
 def file_problems(task, images=None, other=None):

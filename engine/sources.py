@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import check, counts, parquet
+from . import advice, check, counts, parquet
 from .batch import SINGLE_CLASS, _scales, rank_tables
 from .errors import InputError, option, raise_if, shown
 from .limits import TRUSTED
@@ -188,7 +188,8 @@ def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_r
             problems += exc.raw
     raise_if(problems)
     gt_src, pred_src, images_t = opened["gt"], opened["pred"], opened["images"]
-    scans = _scan(gt_src, pred_src, images_t, mapper, piece_rows)
+    scans = _scan(gt_src, pred_src, images_t, mapper, piece_rows,
+                  boxes=advice.needs_extents(options))
     empty = {role: _table_or_empty(src) for role, src in (("gt", gt_src), ("pred", pred_src))}
     pred_t = empty["pred"]
     count_only = _count_kind(pred_t)
@@ -244,7 +245,7 @@ def _count_kind(pred):
     return "float" if pred.count is not None and pred.count.dtype.kind == "f" else "integer"
 
 
-def _scan(gt, pred, images, mapper, piece_rows):
+def _scan(gt, pred, images, mapper, piece_rows, boxes):
     """The checking pass over the Parquet sources: a problem in any file stops the run
     with the lines of the first few such files."""
     sources = {role: s for role, s in (("gt", gt), ("pred", pred))
@@ -258,7 +259,8 @@ def _scan(gt, pred, images, mapper, piece_rows):
     if images is not None and kinds == {parquet.id_kind(images.image_id.type)}:
         known = id_values(images.image_id.take(pc.sort_indices(images.image_id)))
     tasks = [(s, groups) for s in sources.values() for groups in pieces(s, piece_rows)]
-    for (source, _), found in zip(tasks, mapper(parquet.scan, tasks, "scan", known=known)):
+    for (source, _), found in zip(tasks, mapper(parquet.scan, tasks, "scan", known=known,
+                                                boxes=boxes)):
         scans[source.role].append(found)
     problems = []
     for role, source in sources.items():

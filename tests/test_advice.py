@@ -143,7 +143,8 @@ def test_compare_names_the_submission_and_strict_refuses(files, capsys):
     assert [line[:5] for line in lines] == ["'a': ", "'b': "]
     assert err.splitlines() == [f"pointscore: warning: {line}" for line in lines]
     assert main([*argv, "--strict"]) == 4  # each submission invalid, its warning its message
-    assert "invalid submission 'a': every threshold" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "invalid submission 'a': every threshold" in err and "--normalize wh" in err
     without_images = [a for a in argv if a not in ("--images", files["images"])]
     assert main([*without_images, "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"][0].startswith("no images table")

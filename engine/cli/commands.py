@@ -154,8 +154,8 @@ def compare_command(args):
         write_json(summary, args.json)  # written whole; '-' prints it alone
     if args.json != STDOUT:
         sys.stdout.write(ranking_table(summary))
-    for name, problems in comparison.invalid.items():
-        for line in InputError(problems).lines(flag):
+    for name, lines in comparison.invalid_lines(flag).items():
+        for line in lines:
             say(f"invalid submission {shown(name)}: {line}")
     return INVALID_SUBMISSIONS if comparison.invalid else 0
 
