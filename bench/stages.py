@@ -107,6 +107,7 @@ def run_once(paths, match="greedy", device="cpu", thresholds=None):
     from pointscore import matching, pipeline, tally
     from pointscore.backends import backend_for
     from pointscore.batch import build_batch
+    from pointscore.limits import TRUSTED
     from pointscore.matching import kept_predictions, match_batch
     from pointscore.plan import cut
     from pointscore.scales import gt_scales
@@ -126,7 +127,7 @@ def run_once(paths, match="greedy", device="cpu", thresholds=None):
         plan = cut(*inputs.image_counts(), inputs.images, None)
         settings = pipeline.Settings(options, backend.name, inputs.classes(), inputs.has_class,
                                      inputs.has_scores, inputs.count_only,
-                                     {"gt": None, "pred": None}, False)
+                                     {"gt": None, "pred": None}, False, TRUSTED)
         shard, = pipeline._shards(plan, inputs, {}, None)
         gt, pred, images, ids = shard.reads["gt"], shard.reads["pred"], shard.images, shard.ids
         # score_tables, step by step
