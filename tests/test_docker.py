@@ -40,7 +40,7 @@ def test_images_install_the_package():
     gpu = (DOCKER / "Dockerfile.gpu").read_text()
     assert re.search(r"^FROM python:3\.\d+-slim", cpu, re.M)
     assert re.search(r"^FROM nvidia/cuda:12\.[\d.]+-runtime-", gpu, re.M)
-    assert 'ARG EXTRAS=""' in cpu and 'pip install --no-cache-dir "./${EXTRAS}"' in cpu
+    assert 'ARG EXTRAS="[plot]"' in cpu and 'pip install --no-cache-dir "./${EXTRAS}"' in cpu
     assert 'ARG EXTRAS="[gpu]"' in gpu and 'pip install --no-cache-dir "./${EXTRAS}"' in gpu
     for text in (cpu, gpu):
         assert 'ENTRYPOINT ["pointscore"]' in text

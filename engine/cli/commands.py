@@ -213,5 +213,19 @@ def validate_command(args):
           f"ground-truth points in {found['images']:,} images")
 
 
+def warmup_command(args):
+    from numba.core.config import CACHE_DIR
+
+    from ..warmup import warm
+    steps = warm()
+    width = max(len(name) for name, _ in steps)
+    for name, seconds in steps:
+        print(f"{name.ljust(width)}  {seconds:6.1f} s")
+    total = sum(seconds for _, seconds in steps)
+    print(f"{'every kernel compiled'.ljust(width)}  {total:6.1f} s, cached in "
+          f"{CACHE_DIR or 'the package folder (__pycache__)'}")
+
+
 COMMANDS = {"evaluate": evaluate_command, "compare": compare_command,
-            "convert": convert_command, "validate": validate_command}
+            "convert": convert_command, "validate": validate_command,
+            "warmup": warmup_command}

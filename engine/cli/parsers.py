@@ -252,4 +252,9 @@ def build():
     _compare(commands)
     _validate(commands)
     _convert(commands)
+    commands.add_parser(
+        "warmup", help="compile every kernel into Numba's cache (a container image, once)",
+        description="Compile every CPU kernel into Numba's on-disk cache (NUMBA_CACHE_DIR, "
+                    "or beside the package), so that later runs start warm; prints what "
+                    "each step took.")
     return parser
