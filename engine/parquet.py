@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from . import check
 from .batch import rank_tables
 from .errors import InputError, first_line, label_of
+from .extents import bounding_boxes, merge_boxes
 from .files import check_input_path
 from .limits import TRUSTED
 from .read import READ_ERRORS, ROLES, check_footers, column_names, parquet_bounds
@@ -207,23 +208,6 @@ class Scan:
     bad_files: list      # files with rows check.load rejects
     unknown_files: list  # files with image ids not in the images table
     boxes: pa.Table = None  # ground truth: each image's bounding box (bounding_boxes)
-
-
-BOX_AGGREGATES = [("x_min", "min"), ("x_max", "max"), ("y_min", "min"), ("y_max", "max")]
-
-
-def bounding_boxes(image_id, x, y):
-    """Each image's bounding box: a table image_id, x_min, x_max, y_min, y_max."""
-    return pa.table({"image_id": image_id, "x": x, "y": y}).group_by("image_id").aggregate(
-        [("x", "min"), ("x", "max"), ("y", "min"), ("y", "max")])
-
-
-def merge_boxes(tables):
-    """The bounding boxes of images whose points are spread over several tables'."""
-    table = pa.concat_tables(tables)
-    merged = table.group_by("image_id").aggregate(BOX_AGGREGATES)
-    return pa.table({"image_id": merged["image_id"],
-                     **{name: merged[f"{name}_{how}"] for name, how in BOX_AGGREGATES}})
 
 
 def sum_counts(ids, counts):

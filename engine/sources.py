@@ -15,8 +15,9 @@ import pyarrow.compute as pc
 from . import advice, check, counts, parquet
 from .batch import SINGLE_CLASS, _scales, rank_tables
 from .errors import InputError, option, raise_if, shown
+from .extents import bounding_boxes, extents, merge_boxes
 from .limits import TRUSTED
-from .parquet import bounding_boxes, merge_boxes, sum_counts
+from .parquet import sum_counts
 from .plan import id_values, pieces
 from .read import is_parquet
 
@@ -100,10 +101,7 @@ class Inputs:
         else:
             found = [s.boxes for s in self.scans["gt"] if s.boxes is not None]
             boxes = merge_boxes(found) if found else None
-        if boxes is None:
-            return np.zeros(0)
-        return np.maximum(np.asarray(boxes["x_max"]) - np.asarray(boxes["x_min"]),
-                          np.asarray(boxes["y_max"]) - np.asarray(boxes["y_min"]))
+        return np.zeros(0) if boxes is None else extents(boxes)
 
     def gt_lists_images(self):
         """Whether the ground truth names its images itself (the nested layout lists

@@ -1,6 +1,7 @@
 """Warnings about likely mistakes (pointscore.advice): each one in the summary's
 ``warnings`` (options named as in Python, or by their flags on the command line), on
 stderr, and an error with --strict; the same on every path."""
+import itertools
 import json
 
 import numpy as np
@@ -148,3 +149,12 @@ def test_compare_names_the_submission_and_strict_refuses(files, capsys):
     without_images = [a for a in argv if a not in ("--images", files["images"])]
     assert main([*without_images, "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"][0].startswith("no images table")
+
+
+def test_bounding_boxes_merged_from_parts_equal_the_whole():
+    from pointscore.extents import bounding_boxes, merge_boxes
+    ids = pa.array(IDS)
+    whole = bounding_boxes(ids, X, Y).sort_by("image_id")
+    cut = [0, 37, 120, IDS.size]  # parts that split images
+    parts = [bounding_boxes(ids[a:b], X[a:b], Y[a:b]) for a, b in itertools.pairwise(cut)]
+    assert merge_boxes(parts).sort_by("image_id").equals(whole)
