@@ -197,7 +197,7 @@ def _ranking_section(reports, comparison):
     return "\n".join([
         "<h2 id=ranking>Ranking</h2>",
         '<p class="muted">By mAP, then name; no intervals: <code>pointscore compare</code> '
-        "gives intervals and the probability that each submission beats the next.</p>",
+        "gives intervals and paired p-values against the next submission.</p>",
         table(("rank", "submission", "mAP", "MAE", "RMSE", f1), rows, 2)])
 
 
@@ -216,12 +216,14 @@ def _compared_ranking(comparison, mid, f1):
             _with_interval(_at(entry.get("f1"), mid), _at(f1_intervals, mid)),
             *(_fmt(p.get(key), 3) for key in ("map", "mae", "rmse")), _fmt(_at(p_f1, mid), 3)))
     metrics = ("mAP", "MAE", "RMSE", f1)
-    header = ("rank", "submission", *metrics, *(f"P(> next) {m}" for m in metrics))
+    header = ("rank", "submission", *metrics, *(f"p vs next {m}" for m in metrics))
     return "\n".join([
         "<h2 id=ranking>Ranking</h2>",
         '<p class="muted">From <code>pointscore compare</code>: each value with its '
-        "interval [low, high]; P(&gt; next) is the probability that the submission "
-        "scores better than the one ranked below it on that metric.</p>",
+        "interval [low, high]; p vs next is the paired bootstrap's one-sided p-value "
+        "that the submission is no better than the one ranked below it on that metric: "
+        "small when it beats it in nearly every resample, 1 when it never does (two "
+        "identical submissions).</p>",
         table(header, rows, 2)])
 
 

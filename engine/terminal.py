@@ -114,7 +114,7 @@ def ranking_table(summary):
     with_ci = cfg["n_resamples"] > 0
     ci = f" [{cfg['confidence']:.0%} CI]" if with_ci else ""
     header = ("rank", "name", f"mAP{ci}", f"MAE{ci}", f"RMSE{ci}",
-              f"F1@{thresholds[shown_t]:g}{ci}", f"p beats next ({cfg['rank_by']})")
+              f"F1@{thresholds[shown_t]:g}{ci}", f"p vs next ({cfg['rank_by']})")
     rows = [header]
     for row in summary["ranking"]:
         intervals = summary["submissions"][row["name"]]["intervals"] or {}
@@ -140,8 +140,9 @@ def ranking_table(summary):
     lines.append("")
     if with_ci:
         lines.append(f"{cfg['n_resamples']} bootstrap resamples of the images (seed "
-                     f"{cfg['seed']}), percentile intervals; p: one-sided, that a submission "
-                     f"beats the next one")
+                     f"{cfg['seed']}), percentile intervals; p vs next: one-sided paired "
+                     f"p-value that a submission is no better than the next (small: it "
+                     f"beats it)")
     else:
         lines.append("no bootstrap (--bootstrap 0): no intervals or p-values")
     return "\n".join(lines) + "\n"

@@ -259,7 +259,7 @@ def test_cli_table(files, capsys):
     code, out, err = run(capsys, files, "--pred", files["b"], files["a"])
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[2].split()[:3] == ["rank", "name", "mAP"] and "p beats next (map)" in lines[2]
+    assert lines[2].split()[:3] == ["rank", "name", "mAP"] and "p vs next (map)" in lines[2]
     assert lines[3].split()[:3] == ["1", "a", "1.0000"]
     assert lines[4].split()[:2] == ["2", "b"] and lines[4].endswith("-")
 
@@ -321,3 +321,32 @@ def test_no_bootstrap_with_a_report(files, capsys, tmp_path):
                          "--report", str(tmp_path / "report"))
     assert code == 0, err
     assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_the_p_value_and_its_label_agree(tmp_path, capsys):
+    # 'best' finds every point of every image, 'worst' none: 'best' beats 'worst' in every
+    # resample, so p vs next is (1 + 0) / (1 + 200); an identical copy never beats it: 1
+    ids = np.repeat(np.arange(8), 5)
+    xy = {"image_id": ids, "x": np.arange(40.0) * 10, "y": np.zeros(40)}
+    paths = {}
+    for name, table in (("gt", xy), ("images", {"image_id": np.arange(8)}),
+                        ("best", {**xy, "score": np.full(40, 0.9)}),
+                        ("copy", {**xy, "score": np.full(40, 0.9)}),
+                        ("worst", {**xy, "y": np.full(40, 50.0), "score": np.full(40, 0.9)})):
+        paths[name] = str(tmp_path / f"{name}.parquet")
+        pq.write_table(pa.table(table), paths[name])
+    report = tmp_path / "report"
+    code = main(["compare", "--gt", paths["gt"], "--images", paths["images"], "--device",
+                 "cpu", "--thresholds", "1,2", "--bootstrap", "200", "--pred", paths["best"],
+                 paths["copy"], paths["worst"], "--names", "best,copy,worst", "--report",
+                 str(report), "--json", str(tmp_path / "c.json")])
+    assert code == 0
+    ranking = json.loads((tmp_path / "c.json").read_text())["ranking"]
+    assert [r["name"] for r in ranking] == ["best", "copy", "worst"]
+    assert ranking[0]["p_beats_next"]["map"] == 1.0          # best vs its copy: never better
+    assert ranking[1]["p_beats_next"]["map"] == 1 / 201      # copy vs worst: always better
+    table = capsys.readouterr().out
+    assert "p vs next (map)" in table and "small: it beats it" in table
+    html = (report / "index.html").read_text()
+    assert "p vs next mAP" in html and "small when it beats it" in html
+    assert "P(&gt; next)" not in html and "probability that" not in html
