@@ -19,7 +19,7 @@ from .ranking import LOWER_IS_BETTER, rank_key
 from .read import to_arrow
 from .version import package_version
 
-COMPARE_SCHEMA_VERSION = "1.0.0"
+COMPARE_SCHEMA_VERSION = "1.1.0"
 EXTENSIONS = (".csv.gz", ".parquet", ".pq", ".arrow", ".feather", ".ipc", ".csv", ".tsv")
 
 
@@ -152,9 +152,10 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         "submissions": {name: _submission(source, reports.get(name), values.get(name),
                                           confidence, invalid.get(name))
                         for name, source in zip(names, preds)},
-        "ranking": [_ranking_row(k, name, reports[name].summary,
+        "ranking": [_ranking_row(rank, tied, name, reports[name].summary,
                                  p.get((name, ranked[k + 1])) if k + 1 < len(ranked) else None)
-                    for k, name in enumerate(ranked)],
+                    for k, (name, (rank, tied)) in enumerate(
+                        zip(ranked, _shared_ranks(reports, ranked, *ranking)))],
         "pairs": [{"a": a, "b": b, "p": p[a, b]} for a, b in p],
     }
     invalid = {n: invalid[n] for n in names if n in invalid}
@@ -170,7 +171,7 @@ def _metric(summary, metric, t=None):
 
 
 def _rank(reports, metric, t):
-    """Names best first; undefined values last, ties by name."""
+    """Names best first; undefined values last, ties by name (they share a rank)."""
     def key(name):
         value = _metric(reports[name].summary, metric, t)
         if value is None:
@@ -190,8 +191,18 @@ def _submission(source, report, values, confidence, problems):
             else bootstrap.summarize_intervals(values, confidence)}
 
 
-def _ranking_row(k, name, summary, p_beats_next):
-    return {"rank": k + 1, "name": name, "map": summary["map"],
+def _shared_ranks(reports, ranked, metric, t):
+    """(rank, tied) of each ranked name: names exactly equal on the ranking metric share
+    the rank of the first of them (1, 1, 3), and are tied."""
+    values = [_metric(reports[name].summary, metric, t) for name in ranked]
+    ranks = []
+    for k, value in enumerate(values):
+        ranks.append(ranks[-1] if k and value == values[k - 1] else k + 1)
+    return [(rank, ranks.count(rank) > 1) for rank in ranks]
+
+
+def _ranking_row(rank, tied, name, summary, p_beats_next):
+    return {"rank": rank, "tied": tied, "name": name, "map": summary["map"],
             "mae": summary["counting"]["mae"], "rmse": summary["counting"]["rmse"],
             "f1": summary["micro"]["f1"], "p_beats_next": p_beats_next}
 

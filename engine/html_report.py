@@ -23,6 +23,7 @@ from .html_parts import color, load_matplotlib, middle, note, table
 from .outputs import report_directory_problem, umask
 from .report_figures import image_totals, per_image_sections, pr_section, rates_section
 from .terminal import fmt as _fmt
+from .terminal import rank_text
 
 
 def write_report(directory, reports, comparison=None, worst=10):
@@ -210,7 +211,7 @@ def _compared_ranking(comparison, mid, f1):
         p = entry.get("p_beats_next") or {}
         p_f1 = p.get("f1") or []
         rows.append((
-            str(entry["rank"]), entry["name"],
+            rank_text(entry), entry["name"],
             *(_with_interval(entry.get(key), intervals.get(key))
               for key in ("map", "mae", "rmse")),
             _with_interval(_at(entry.get("f1"), mid), _at(f1_intervals, mid)),
@@ -223,7 +224,8 @@ def _compared_ranking(comparison, mid, f1):
         "interval [low, high]; p vs next is the paired bootstrap's one-sided p-value "
         "that the submission is no better than the one ranked below it on that metric: "
         "small when it beats it in nearly every resample, 1 when it never does (two "
-        "identical submissions).</p>",
+        "identical submissions). A rank with = is shared: exactly equal on the ranking "
+        "metric.</p>",
         table(header, rows, 2)])
 
 

@@ -105,6 +105,11 @@ def crowd_table(summary):
 
 
 
+def rank_text(row):
+    """A ranking row's rank, '=' after a shared one."""
+    return f"{row['rank']}{'=' if row.get('tied') else ''}"
+
+
 def ranking_table(summary):
     """A compare run's ranking: values with their intervals, and p (beats next)."""
     cfg = summary["config"]
@@ -120,7 +125,7 @@ def ranking_table(summary):
         intervals = summary["submissions"][row["name"]]["intervals"] or {}
         p = row["p_beats_next"]
         p_shown = None if p is None else (p["f1"][t] if metric == "f1" else p[metric])
-        rows.append((str(row["rank"]), _name(row["name"]),
+        rows.append((rank_text(row), _name(row["name"]),
                      _with_interval(row["map"], intervals.get("map"), with_ci),
                      _with_interval(row["mae"], intervals.get("mae"), with_ci),
                      _with_interval(row["rmse"], intervals.get("rmse"), with_ci),
@@ -138,6 +143,9 @@ def ranking_table(summary):
     lines += [f"{'invalid'.rjust(widths[0])}  {_name(name)}: {_name(s['message'], 200)}"
               for name, s in summary["submissions"].items() if s["status"] == "invalid"]
     lines.append("")
+    if any(row.get("tied") for row in summary["ranking"]):
+        lines.append("=: exactly equal on the ranking metric, so the rank is shared (listed "
+                     "by name)")
     if with_ci:
         lines.append(f"{cfg['n_resamples']} bootstrap resamples of the images (seed "
                      f"{cfg['seed']}), percentile intervals; p vs next: one-sided paired "

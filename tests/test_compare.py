@@ -342,11 +342,14 @@ def test_the_p_value_and_its_label_agree(tmp_path, capsys):
                  str(report), "--json", str(tmp_path / "c.json")])
     assert code == 0
     ranking = json.loads((tmp_path / "c.json").read_text())["ranking"]
-    assert [r["name"] for r in ranking] == ["best", "copy", "worst"]
+    assert [(r["rank"], r["tied"], r["name"]) for r in ranking] == [
+        (1, True, "best"), (1, True, "copy"), (3, False, "worst")]  # equal mAPs share a rank
     assert ranking[0]["p_beats_next"]["map"] == 1.0          # best vs its copy: never better
     assert ranking[1]["p_beats_next"]["map"] == 1 / 201      # copy vs worst: always better
     table = capsys.readouterr().out
     assert "p vs next (map)" in table and "small: it beats it" in table
+    assert [line.split()[0] for line in table.splitlines()[3:6]] == ["1=", "1=", "3"]
+    assert "=: exactly equal on the ranking metric" in table
     html = (report / "index.html").read_text()
     assert "p vs next mAP" in html and "small when it beats it" in html
     assert "P(&gt; next)" not in html and "probability that" not in html
