@@ -353,3 +353,20 @@ def test_the_p_value_and_its_label_agree(tmp_path, capsys):
     html = (report / "index.html").read_text()
     assert "p vs next mAP" in html and "small when it beats it" in html
     assert "P(&gt; next)" not in html and "probability that" not in html
+
+
+def test_csv_ranking_for_a_leaderboard_site(files, tmp_path, capsys):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"image_id": [1], "x": [float("nan")], "y": [0.0],
+                             "score": [0.5]}), bad)
+    code, out, _ = run(capsys, files, "--pred", files["b"], files["a"], str(bad),
+                       "--names", "b,a,bad", "--csv", "-")
+    assert code == 4  # ranked, with an invalid submission
+    rows = out.splitlines()  # the CSV alone on stdout
+    assert rows[0].split(",")[:5] == ["rank", "tied", "name", "status", "map"]
+    assert rows[0].split(",")[13:] == ["f1@1", "f1@1_low", "f1@1_high", "p_vs_next", "message"]
+    ranked = [row.split(",") for row in rows[1:3]]
+    assert [row[:4] for row in ranked] == [["1", "false", "a", "ok"], ["2", "false", "b", "ok"]]
+    assert float(ranked[0][4]) == 1.0 and 0 < float(ranked[0][16]) <= 1  # mAP, p vs next
+    assert rows[3].startswith(",,bad,invalid,") and "bad.parquet" in rows[3]
+    assert len(rows) == 4

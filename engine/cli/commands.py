@@ -136,7 +136,7 @@ def evaluate_command(args):
 
 def compare_command(args):
     from .. import compare as comparing
-    _check_outputs({"json": args.json, "report": args.report},
+    _check_outputs({"json": args.json, "report": args.report, "csv": args.csv},
                    [("gt", args.gt), ("images", args.images), *(("pred", p) for p in args.pred)])
     names = [name.strip() for name in args.names.split(",")] if args.names else None
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
@@ -152,7 +152,11 @@ def compare_command(args):
         write_report(args.report, comparison.reports, summary)
     if args.json:
         write_json(summary, args.json)  # written whole; '-' prints it alone
-    if args.json != STDOUT:
+    if args.csv:
+        from ..ranking_csv import ranking_csv
+        with destination(args.csv) as dest:
+            write_text(dest, ranking_csv(summary, summary["config"]["thresholds"]))
+    if STDOUT not in (args.json, args.csv):
         sys.stdout.write(ranking_table(summary))
     for name, lines in comparison.invalid_lines(flag).items():
         for line in lines:

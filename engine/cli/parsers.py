@@ -209,6 +209,8 @@ def _compare(commands):
                         help="write the comparison as JSON ('-': stdout only)")
     parser.add_argument("--report", metavar="DIR",
                         help="write a self-contained HTML report (needs matplotlib)")
+    parser.add_argument("--csv", metavar="PATH|-",
+                        help="write the ranking as one CSV table (for a leaderboard site)")
     _limits(parser)
 
 

@@ -45,15 +45,13 @@ def _read_csv(path, delimiter, problems):
         problems.add(path, f"line {not_utf8}: not UTF-8 text")
         return None
 
-    def read(threads):
-        return pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=threads),
-                              parse_options=pacsv.ParseOptions(delimiter=delimiter,
-                                                               invalid_row_handler=invalid))
     try:
-        table = read(True)
-        if bad_rows:      # read again in one thread to learn the line numbers
-            bad_rows.clear()
-            read(False)
+        # One thread: the row handler is Python code, which pyarrow's reader threads
+        # called while the interpreter shut down (an abort at exit, now and then); and
+        # one thread gives the bad rows their line numbers.
+        table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                               parse_options=pacsv.ParseOptions(delimiter=delimiter,
+                                                                invalid_row_handler=invalid))
     except (pa.ArrowInvalid, OSError) as exc:
         problems.add(path, f"cannot read as CSV: {reader_problem(exc)}")
         return None
