@@ -72,6 +72,31 @@ def thresholds_text(thresholds):
     return ",".join(f"{t:g}" for t in thresholds)
 
 
+def class_table(summary):
+    """One row per class (``--per-class``): points, counting errors, and precision,
+    recall, F1 and AP at the middle threshold, and the class's mean AP."""
+    thresholds = summary["config"]["thresholds"]
+    mid = (len(thresholds) - 1) // 2
+    at = f"@{thresholds[mid]:g}"
+    rows = [("class", "gt", "pred", "MAE", "RMSE", f"P{at}", f"R{at}", f"F1{at}", f"AP{at}",
+             "mAP")]
+    for name, c in summary["classes"].items():
+        aps = [ap for ap in c["ap"] if ap is not None]
+        rows.append((_name(name), str(c["gt_points"]), _count(c["pred_points"]),
+                     fmt(c["counting"]["mae"]), fmt(c["counting"]["rmse"]),
+                     *(fmt(c[key][mid]) for key in ("precision", "recall", "f1", "ap")),
+                     fmt(sum(aps) / len(aps) if len(aps) == len(c["ap"]) else None)))
+    return "\n".join(["", "per class", *_aligned(rows)]) + "\n"
+
+
+def _aligned(rows):
+    """Table lines: the first column (names) to the left, the others (numbers) to the
+    right."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
+            for r in rows]
+
+
 def crowd_table(summary):
     """GAME and breakdown lines for the terminal ('' when neither was asked for)."""
     lines = []
@@ -82,10 +107,7 @@ def crowd_table(summary):
         if len(g["classes"]) > 1:
             rows += [(_name(name), *(fmt(v) for v in values))
                      for name, values in g["classes"].items()]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines += ["", *("  ".join([r[0].ljust(widths[0])]
-                                  + [c.rjust(w) for c, w in zip(r[1:], widths[1:])])
-                        for r in rows)]
+        lines += ["", *_aligned(rows)]
     if "breakdown" in summary:
         b, d = summary["breakdown"], summary["config"]["thresholds"]
         shown = sorted({0, len(d) - 1})  # F1 at the smallest and largest threshold

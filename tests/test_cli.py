@@ -339,3 +339,22 @@ def test_the_table_shows_thresholds_as_given(given, shown, files, capsys):
     code, out, _ = run(capsys, "--gt", files["gt"], "--pred", files["pred"],
                        "--thresholds", given)
     assert code == 0 and f"mAP@d [{shown}] = " in out
+
+
+def test_per_class_adds_a_row_per_class(tmp_path, capsys):
+    gt = write(tmp_path / "gt.csv", "image_id,x,y,class\n0,1,1,a\n0,5,5,b\n1,9,9,a\n")
+    pred = write(tmp_path / "pred.csv",
+                 "image_id,x,y,score,class\n0,1,1,0.5,a\n0,6,5,0.5,b\n1,30,9,0.9,a\n")
+    code, out, _ = run(capsys, "--gt", gt, "--pred", pred, "--thresholds", "0.5,2,4",
+                       "--per-class")
+    assert code == 0
+    table = out[out.index("per class"):].splitlines()
+    assert table[1].split() == ["class", "gt", "pred", "MAE", "RMSE", "P@2", "R@2", "F1@2",
+                                "AP@2", "mAP"]
+    assert table[2].split()[:8] == ["a", "2", "2", "0.0000", "0.0000", "0.5000", "0.5000",
+                                    "0.5000"]
+    assert table[3].split()[:8] == ["b", "1", "1", "0.0000", "0.0000", "1.0000", "1.0000",
+                                    "1.0000"]
+    assert len({len(line) for line in table[1:]}) == 1  # aligned
+    code, out, _ = run(capsys, "--gt", gt, "--pred", pred, "--thresholds", "2")
+    assert "per class" not in out

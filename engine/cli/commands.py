@@ -20,7 +20,7 @@ from ..outputs import (
 )
 from ..read import READ_ERRORS, check_footers, is_parquet, metadata_points
 from ..sinks import RowSink
-from ..terminal import crowd_table, ranking_table, text_table
+from ..terminal import class_table, crowd_table, ranking_table, text_table
 from .parsers import flag
 from .say import say
 
@@ -130,7 +130,8 @@ def evaluate_command(args):
             from ..html_report import write_report
             write_report(args.report, {default_names([args.pred])[0]: report})
     if STDOUT not in outputs.values():
-        sys.stdout.write(text_table(report.summary) + crowd_table(report.summary))
+        sys.stdout.write(text_table(report.summary) + crowd_table(report.summary)
+                         + (class_table(report.summary) if args.per_class else ""))
     return report
 
 

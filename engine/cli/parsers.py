@@ -138,6 +138,8 @@ def _evaluate(commands):
     _scoring(ev, "images table: image_id[, width, height]")
     ev.add_argument("--json", metavar="PATH|-", help="write the JSON summary ('-': stdout only)")
     ev.add_argument("--per-image", metavar="PATH.parquet", help="write per-image counts")
+    ev.add_argument("--per-class", action="store_true",
+                    help="add a row per class to the table printed on the terminal")
     ev.add_argument("--matches", metavar="PATH.parquet",
                     help="write every prediction's matched gt row and distance per threshold")
     ev.add_argument("--report", metavar="DIR",
