@@ -71,13 +71,20 @@ def escape(text):
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
+def clip(text, limit):
+    """``text`` safe and short: control characters escaped, cut with '...' past
+    ``limit`` characters."""
+    text = escape(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def shown(value, limit=SHOWN_CHARS):
     """A value as a short, safe piece of a message: 0.5 (not np.float64(0.5)), text
     quoted, control characters escaped, long values cut with '...'."""
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         value = value.item()  # np.float64(0.5) as 0.5
-    text = escape(" ".join(repr(value).split()) if not isinstance(value, str) else repr(value))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return clip(" ".join(repr(value).split()) if not isinstance(value, str) else repr(value),
+                limit)
 
 
 def label_of(path):

@@ -3,17 +3,15 @@ from itertools import pairwise
 
 import numpy as np
 
-from .errors import escape
+from .errors import clip
 from .ranking import rank_key
 
 NAME_CHARS = 40  # a name from the user's data or arguments, in a table's cell
 
 
 def _name(text, limit=NAME_CHARS):
-    """A name or message from the user's data, safe in a terminal: control characters
-    escaped, cut with '...' past ``limit`` characters."""
-    text = escape(str(text))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    """A name or message from the user's data, safe in a terminal (errors.clip)."""
+    return clip(str(text), limit)
 
 
 def fmt(value, digits=4):

@@ -1,7 +1,7 @@
 """The command's lines on stderr: one line per message, never a terminal escape."""
 import sys
 
-from ..errors import escape
+from ..errors import clip
 
 # The longest line a message may take: a line quoting a hostile value (a 10 MB
 # argument, a column name of a million characters) stays readable.
@@ -11,7 +11,4 @@ LINE_CHARS = 300
 def say(text):
     """``text`` as one line 'pointscore: ...' on stderr: control characters escaped, at
     most LINE_CHARS long."""
-    line = "pointscore: " + escape(" ".join(text.splitlines()))
-    if len(line) > LINE_CHARS:
-        line = line[:LINE_CHARS - 3] + "..."
-    print(line, file=sys.stderr)
+    print(clip("pointscore: " + " ".join(text.splitlines()), LINE_CHARS), file=sys.stderr)
