@@ -771,6 +771,20 @@ def text_cell():
     return cell
 
 
+@pytest.mark.parametrize("digits, code", [("9223372036854775807", 0),   # int64's largest
+                                          ("9223372036854775808", 2),
+                                          ("9" * 60, 2)])  # judged by its length
+def test_an_image_id_from_a_file_name_beyond_int64_exits_2(digits, code, tmp_path, capsys):
+    import scipy.io
+    path = tmp_path / f"GT_IMG_{digits}.mat"
+    scipy.io.savemat(path, {"annPoints": np.array([[1.0, 2.0]])})
+    status, _, err = cli(capsys, "convert", "--from", "mat", path, "--out",
+                         tmp_path / "out.parquet")
+    assert status == code, err
+    if code:
+        problem_lines(err, 1, "beyond the 64-bit integer range", base=tmp_path)
+
+
 @pytest.mark.parametrize("number", ["valid", "text", "cell"])
 def test_shanghaitech_number_that_is_not_a_number_exits_2(number, tmp_path, capsys):
     value = {"valid": np.array([[2.0]]), "text": "two", "cell": text_cell()}[number]
@@ -933,6 +947,7 @@ def test_a_line_longer_than_a_block_is_named_as_such(command, text, files, tmp_p
             if command == "evaluate" else
             ["convert", "--from", "csv", pred, "--out", tmp_path / "out.parquet"])
     code, out, err = cli(capsys, *argv)
+    assert out == ""
     assert code == 2, err[-2000:]
     problem_lines(err, 1, "a line longer than 1 MiB", base=tmp_path)
 

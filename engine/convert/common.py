@@ -117,11 +117,18 @@ class _IntegerOutOfRange(Exception):
     pass
 
 
-def _json_int(text):
-    """A JSON integer as a Python int, refused beyond int64 (before converting: Python
-    refuses to convert more than 4,300 digits, and slowly)."""
+def _int64(text):
+    """Decimal digits (with an optional '-') as a Python int, or None beyond int64;
+    judged by length before converting: Python refuses to convert more than 4,300
+    digits, and slowly."""
     value = int(text) if len(text.lstrip("-")) <= INT64_DIGITS else None
-    if value is None or not -INT64_MAX - 1 <= value <= INT64_MAX:
+    return value if value is not None and -INT64_MAX - 1 <= value <= INT64_MAX else None
+
+
+def _json_int(text):
+    """A JSON integer as a Python int, refused beyond int64."""
+    value = _int64(text)
+    if value is None:
         raise _IntegerOutOfRange(text)
     return value
 
@@ -158,8 +165,7 @@ def _file_ids(files, strip):
         names.append(strip(stem))
     seen, problems = {}, []
     if names and all(name.isascii() and name.isdigit() for name in names):
-        ids = [int(name) if len(name) <= INT64_DIGITS else None for name in names]
-        ids = [i if i is not None and i <= INT64_MAX else None for i in ids]
+        ids = [_int64(name) for name in names]
         problems = [f"{label_of(path)}: the image id its name gives is beyond the 64-bit "
                     "integer range" for path, i in zip(files, ids) if i is None]
         if problems:
