@@ -23,7 +23,9 @@ def check_name(name, label):
 
 
 def check_input_path(path, untrusted=False):
-    """Raise InputError unless ``path`` is an input pointscore may read."""
+    """Raise InputError unless ``path`` is an input pointscore may read; else return its
+    files: the path itself, or the files of a directory (one walk serves every check
+    of them)."""
     name = os.fspath(path)
     label = label_of(name)
     check_name(name, label)
@@ -36,16 +38,16 @@ def check_input_path(path, untrusted=False):
     if stat.S_ISLNK(info.st_mode):
         raise InputError(f"{label}: is a symbolic link (not read in the untrusted mode)")
     if stat.S_ISDIR(info.st_mode):
-        _check_directory(name, label, untrusted)
-        return
+        return _check_directory(name, label, untrusted)
     if not stat.S_ISREG(info.st_mode):
         raise InputError(f"{label}: is not a regular file or a directory")
     if info.st_size == 0:
         raise InputError(f"{label}: the file is empty")
+    return [name]
 
 
 def _check_directory(name, label, untrusted):
-    seen = 0
+    seen, found = 0, []
     for directory, subdirs, files in os.walk(name, followlinks=not untrusted):
         for entry in subdirs + files:
             seen += 1
@@ -59,3 +61,6 @@ def _check_directory(name, label, untrusted):
                                  "untrusted mode)")
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise InputError(f"{label_of(path)}: is not a regular file or a directory")
+            if stat.S_ISREG(mode):
+                found.append(path)
+    return found

@@ -71,8 +71,7 @@ def open_source(source, role, radius=None, limits=TRUSTED):
     checked against the limits."""
     name = os.fspath(source)
     label = label_of(name)
-    check_input_path(name, limits.untrusted)
-    check_footers(name, label, limits)
+    check_footers(name, check_input_path(name, limits.untrusted), label, limits)
     try:
         dataset = ds.dataset(name, format="parquet", partitioning="hive")
         fragments = list(dataset.get_fragments())

@@ -61,14 +61,10 @@ def metadata_points(meta):
 FOOTER_BYTES_PER_GROUP = 1024
 
 
-def check_footers(name, label, limits):
-    """Refuse a Parquet file, or a dataset directory holding one, whose footer is too
-    large for the row groups the limits allow: read from its last 8 bytes alone."""
-    if os.path.isdir(name):
-        paths = [os.path.join(folder, file) for folder, _, files in os.walk(name)
-                 for file in files]
-    else:
-        paths = [name]
+def check_footers(name, paths, label, limits):
+    """Refuse a Parquet file, or a dataset directory holding one (``paths``: its files,
+    as files.check_input_path found them), whose footer is too large for the row
+    groups the limits allow: read from its last 8 bytes alone."""
     most = limits.row_groups * FOOTER_BYTES_PER_GROUP
     for path in paths:
         with open(path, "rb") as file:
@@ -100,9 +96,9 @@ def parquet_bounds(label, fragments, limits, what):
             raise limits.exceeded("points", found, f"{label}: {what}")
 
 
-def _read_parquet(name, label, role, limits):
+def _read_parquet(name, files, label, role, limits):
     import pyarrow.dataset as ds
-    check_footers(name, label, limits)
+    check_footers(name, files, label, limits)
     dataset = ds.dataset(name, format="parquet", partitioning="hive")
     fragments = list(dataset.get_fragments())
     parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
@@ -174,11 +170,11 @@ def _read_csv(name, label, lower, limits):
 def _read_path(path, role, limits):
     name = os.fspath(path)
     label = label_of(name)
-    check_input_path(name, limits.untrusted)
+    files = check_input_path(name, limits.untrusted)
     lower = name.lower()
     try:
         if os.path.isdir(name) or lower.endswith(PARQUET_SUFFIXES):
-            table = _read_parquet(name, label, role, limits)
+            table = _read_parquet(name, files, label, role, limits)
         elif lower.endswith(ARROW_SUFFIXES):
             table = _read_arrow(name, label, limits)
             table.validate(full=True)

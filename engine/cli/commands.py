@@ -70,8 +70,7 @@ def streams(gt, pred, shard_points, limits):
     if any(os.path.isdir(p) for p in parquet):
         return True
     for path in parquet:
-        check_input_path(path, limits.untrusted)
-        check_footers(path, label_of(path), limits)
+        check_footers(path, check_input_path(path, limits.untrusted), label_of(path), limits)
     try:
         points = sum(metadata_points(pq.ParquetFile(p).metadata) for p in parquet)
     except READ_ERRORS:
