@@ -7,7 +7,9 @@ r-th such call on one ``rng = np.random.default_rng(seed)``); image i drawn w_i 
 makes the replicate dataset, in which it appears w_i times. Each replicate's metrics
 are exactly pointscore.evaluate's on that dataset, computed from per-image statistics:
 
-* MAE, RMSE: pooled over classes (total counts per image, kept predictions);
+* MAE, RMSE: pooled over classes (total counts per image, kept predictions). Count-only
+  predictions' fractional counts give float errors: each replicate's sums are exact
+  sums of the errors with image i taken w_i times, rounded once, as evaluate sums them;
 * F1 per threshold: micro, from TP/FP/FN summed over the drawn images (1 when
   2tp + fp + fn = 0, docs/metrics.md section 4);
 * mAP (docs/metrics.md section 5): each prediction counts w_i times. Predictions keep one global
@@ -15,6 +17,7 @@ are exactly pointscore.evaluate's on that dataset, computed from per-image stati
   copies are taken adjacent; a literal duplicated dataset would order equal scores by
   its new image ids instead, which changes AP only between exactly equal scores.
   Classes without ground truth in the replicate are left out of the macro mean.
+* Count-only predictions have no F1 or mAP: their intervals and p-values are null.
 
 Intervals are percentiles of the replicates (numpy's default "linear" method), over
 the replicates where the metric is defined. A paired test uses the same draws for
@@ -22,6 +25,7 @@ both reports; the one-sided p-value that A beats B on a metric is
 ``(1 + #{replicates where A is not better}) / (1 + n_resamples)``, "not better" taking
 in ties and replicates where either value is undefined.
 """
+import math
 import numbers
 
 import numba
@@ -34,6 +38,7 @@ from pointscore.kernels.resample import sampled_precision
 
 from .errors import InputError, option, shown
 from .limits import MAX_RESAMPLES
+from .tally import per_image_sums
 
 # Weights and sampled precisions held at once: replicates go in chunks of about this many
 # numbers, so memory does not grow with n_resamples.
@@ -83,9 +88,7 @@ class ImageStats:
             raise InputError("the bootstrap needs report.per_image (a run that wrote it to "
                              "a file has none)")
         table, state = report.per_image, report.state
-        if not any(name.startswith("tp@") for name in table.column_names):
-            raise InputError("bootstrap intervals need predicted points; for count-only "
-                             f"predictions rank without them ({option('n_resamples')} 0)")
+        self.localised = any(name.startswith("tp@") for name in table.column_names)
         ids = pc.unique(table.column("image_id"))
         self.image_ids = ids.take(pc.sort_indices(ids))
         self.n_t, self.n_c = state.thresholds.size, len(state.classes)
@@ -106,9 +109,17 @@ class ImageStats:
             return out
 
         gt = column("gt_count")
-        error = per_image(column("pred_count") - gt)
+        pred = table.column("pred_count").to_numpy()
+        if pred.dtype.kind == "f":  # count-only predictions, fractional counts allowed
+            # As tally pools them: each image's counts summed exactly, rounded once.
+            error = per_image_sums(image, pred, n) - per_image(gt)
+            self.float_errors = (np.abs(error), error * error)
+            error = np.zeros(n, np.int64)
+        else:
+            self.float_errors = None
+            error = per_image(column("pred_count") - gt)
         names = [f"{kind}@{d!r}" for kind in ("tp", "fp", "fn")
-                 for d in state.thresholds.tolist()]
+                 for d in state.thresholds.tolist()] if self.localised else []
         gt_per_class = np.zeros((n, self.n_c), np.int64)
         np.add.at(gt_per_class, (image[has_class], klass[has_class]), gt[has_class])
         self.totals = np.column_stack([np.abs(error), error * error,
@@ -150,10 +161,26 @@ class ImageStats:
         """Every replicate's metrics for one chunk of weights (m, n_images)."""
         n, n_t = weights.shape[1], self.n_t
         sums = weights @ self.totals  # integers: exact
-        tp, fp, fn = (sums[:, 2 + k * n_t:2 + (k + 1) * n_t] for k in range(3))
-        n_gt = np.ascontiguousarray(sums[:, 2 + 3 * n_t:])
-        return {"mae": sums[:, 0] / n, "rmse": np.sqrt(sums[:, 1] / n),
-                "f1": _micro_f1(tp, fp, fn), "map": self._map(weights, n_gt)}
+        if self.localised:
+            tp, fp, fn = (sums[:, 2 + k * n_t:2 + (k + 1) * n_t] for k in range(3))
+            f1 = _micro_f1(tp, fp, fn)
+        else:
+            f1 = np.full((weights.shape[0], n_t), np.nan)
+        n_gt = np.ascontiguousarray(sums[:, 2 + 3 * n_t * self.localised:])
+        abs_sum, sq_sum = sums[:, 0], sums[:, 1]
+        if self.float_errors is not None:
+            abs_sum, sq_sum = (self._exact_weighted_sums(weights, errors)
+                               for errors in self.float_errors)
+        return {"mae": abs_sum / n, "rmse": np.sqrt(sq_sum / n), "f1": f1,
+                "map": self._map(weights, n_gt)}
+
+    @staticmethod
+    def _exact_weighted_sums(weights, values):
+        """Per replicate, the exact sum of the values with image i taken w_i times,
+        rounded once: the sum evaluate makes of the replicate dataset (w times a value
+        in floating point would round where the repeated sum does not)."""
+        images = np.arange(values.size)
+        return np.array([math.fsum(values[np.repeat(images, row)]) for row in weights])
 
     def _map(self, weights, n_gt):
         """mAP per replicate with pointscore.evaluate's reductions, so the same bits: numpy's

@@ -1,8 +1,9 @@
-"""The CPU backend: the Numba CPU kernels (kernels.rules), parallel over groups."""
+"""The CPU backend: the Numba CPU kernels (kernels.rules), in threads over groups."""
 import numpy as np
 
-from pointscore.kernels import candidates, rules
+from pointscore.kernels import candidates, greedy, rules
 
+from .group_threads import over_groups
 from .limits import TRUSTED
 
 NO_AP = np.zeros(0)
@@ -22,7 +23,7 @@ def pair_lists(batch, tmax, scales=None, limits=TRUSTED):
 
 
 class CpuBackend:
-    """Numba CPU kernels, parallel over (image, class) groups."""
+    """Numba CPU kernels, in threads over (image, class) groups."""
     name = "cpu"
     xp = np
 
@@ -36,6 +37,22 @@ class CpuBackend:
         if scales is not None and lists is None:
             lists = pair_lists(batch, tmax, scales, limits)
         score = batch.pred_score if t2_thresholds.size else NO_AP
-        return rules.match_groups(batch.pred_off, batch.gt_off, batch.pred_x, batch.pred_y,
-                                  batch.gt_x, batch.gt_y, kept, tmax, rule, score,
-                                  t2_thresholds, *(NO_LISTS if lists is None else lists))
+        lists = NO_LISTS if lists is None else lists
+        n_pred = batch.pred_x.size
+        match_gt = np.full(n_pred, -1, np.int64)
+        match_key = np.full(n_pred, np.inf)
+        is_tp = np.zeros((t2_thresholds.size, n_pred), np.bool_)
+        piled = np.zeros(batch.pred_off.size - 1, np.bool_)
+
+        def run(start, stop):
+            rules.match_groups(batch.pred_off[start:stop + 1], batch.gt_off[start:stop + 1],
+                               batch.pred_x, batch.pred_y, batch.gt_x, batch.gt_y, kept, tmax,
+                               rule, score, t2_thresholds, *lists, match_gt, match_key, is_tp,
+                               piled[start:stop])
+
+        over_groups(run, batch.pred_off, batch.gt_off)
+        if piled.any():
+            greedy.piled_groups(batch.pred_off, batch.gt_off, batch.pred_x, batch.pred_y,
+                                batch.gt_x, batch.gt_y, kept, tmax, *lists,
+                                np.flatnonzero(piled), match_gt, match_key)
+        return match_gt, match_key, is_tp

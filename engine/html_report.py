@@ -253,6 +253,8 @@ def _summary_section(reports):
              "loc_error are micro (pooled over images and classes); AP is the mean over "
              "classes with ground truth.</p>"]
     for name, report in reports.items():
+        if report.state.count_only:  # counting metrics only, in the table above
+            continue
         s = report.summary
         micro, ap = s["micro"], s["macro"]["ap"]
         rows = [(f"{d:g}", *(_fmt(micro[k][t]) for k in ("tp", "fp", "fn", "precision",

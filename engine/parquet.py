@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from . import check
@@ -28,7 +27,6 @@ SHOWN_FILES = 5
 WHOLE_FILE_POINTS = 1 << 22  # a file with problems is read whole up to this many points
 ROW_COLUMN = "__pointscore_row"  # partitions keep each row's first point's input row
 COLUMNS = {"gt": ("image_id", "x", "y", "class"), "pred": ("image_id", "x", "y", "class", "score")}
-FORMAT = ds.ParquetFileFormat()
 
 
 @dataclass
@@ -72,10 +70,12 @@ def open_source(source, role, radius=None, limits=TRUSTED):
     name = os.fspath(source)
     label = label_of(name)
     check_footers(name, check_input_path(name, limits.untrusted), label, limits)
+    import pyarrow.dataset as ds  # here: it imports pandas, a tenth of a second
     try:
         dataset = ds.dataset(name, format="parquet", partitioning="hive")
         fragments = list(dataset.get_fragments())
-        parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
+        parquet_bounds(label, [fragment.metadata for fragment in fragments], limits,
+                       f"{ROLES[role]} rows")
         groups = _row_groups(fragments)
     except READ_ERRORS as exc:
         raise InputError(f"{label}: cannot read {ROLES[role]} table: {first_line(exc)}") from None
@@ -93,6 +93,7 @@ def open_source(source, role, radius=None, limits=TRUSTED):
 
 def _row_groups(fragments):
     """(paths, partitions, file, index, rows, min, max) of every row group, in read order."""
+    import pyarrow.dataset as ds
     paths, partitions, file, index, rows, low, high = [], [], [], [], [], [], []
     for number, fragment in enumerate(fragments):
         paths.append(fragment.path)
@@ -118,8 +119,10 @@ def _row_groups(fragments):
 
 
 def _fragment(source, file):
-    return FORMAT.make_fragment(source.paths[file], filesystem=source.filesystem,
-                                partition_expression=source.partitions[file])
+    import pyarrow.dataset as ds
+    return ds.ParquetFileFormat().make_fragment(source.paths[file],
+                                                filesystem=source.filesystem,
+                                                partition_expression=source.partitions[file])
 
 
 def batches(source, groups, columns=None):

@@ -14,6 +14,7 @@ import codecs
 import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import InputError, first_line, label_of, option
 from .files import check_input_path
@@ -80,12 +81,11 @@ def check_footers(name, paths, label, limits):
                              "take")
 
 
-def parquet_bounds(label, fragments, limits, what):
+def parquet_bounds(label, metas, limits, what):
     """Check rows, row groups and list lengths (the nested layout's points) of Parquet
-    fragments against the limits, from their metadata alone."""
+    files against the limits, from their metadata alone."""
     rows = groups = points = 0
-    for fragment in fragments:
-        meta = fragment.metadata
+    for meta in metas:
         rows += meta.num_rows
         groups += meta.num_row_groups
         points += metadata_points(meta)
@@ -97,11 +97,16 @@ def parquet_bounds(label, fragments, limits, what):
 
 
 def _read_parquet(name, files, label, role, limits):
-    import pyarrow.dataset as ds
     check_footers(name, files, label, limits)
+    what = f"{ROLES[role]} rows"
+    if not os.path.isdir(name):  # pyarrow.dataset is for directories: it imports pandas
+        file = pq.ParquetFile(name)
+        parquet_bounds(label, [file.metadata], limits, what)
+        return file.read()
+    import pyarrow.dataset as ds
     dataset = ds.dataset(name, format="parquet", partitioning="hive")
     fragments = list(dataset.get_fragments())
-    parquet_bounds(label, fragments, limits, f"{ROLES[role]} rows")
+    parquet_bounds(label, [fragment.metadata for fragment in fragments], limits, what)
     return dataset.to_table()
 
 

@@ -11,12 +11,15 @@ from .terminal import fmt as _fmt
 
 def pr_section(mpl, reports):
     head = "<h2 id=pr>Precision-recall curves</h2>"
-    if not any(report.state.has_scores for report in reports.values()):
+    scored = {name: report for name, report in reports.items() if report.state.has_scores}
+    if not scored:
         return head + "\n" + note("No submission has scores: AP and PR curves are undefined.")
-    fig, axes = mpl.figure(len(reports), sharex=True, sharey=True)
-    for ax, (name, report) in zip(axes, reports.items()):
+    unscored = [name for name in reports if name not in scored]
+    fig, axes = mpl.figure(len(scored), sharex=True, sharey=True)
+    for ax, (name, report) in zip(axes, scored.items()):
         pr_panel(mpl, ax, name, report)
-    return head + "\n" + inline_png(
+    return head + "\n" + (note(f"Without scores, so without curves: {', '.join(unscored)}.")
+                          + "\n" if unscored else "") + inline_png(
         fig, "precision-recall curves",
         "COCO interpolated precision at the 101 recall points, one line per threshold d. "
         "With several classes the curve is the macro one, the mean over classes with "
@@ -27,9 +30,9 @@ def pr_panel(mpl, ax, name, report):
     ax.set_title(name)
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     state = report.state
-    if not state.has_scores or not (state.gt_points > 0).any():
-        ax.text(0.5, 0.5, "no scores" if not state.has_scores else "no ground truth",
-                ha="center", va="center", transform=ax.transAxes)
+    if not (state.gt_points > 0).any():
+        ax.text(0.5, 0.5, "no ground truth", ha="center", va="center",
+                transform=ax.transAxes)
         return
     curves = state.interpolated_precision()[state.gt_points > 0].mean(axis=0)
     ap = report.summary["macro"]["ap"]
@@ -42,16 +45,22 @@ def pr_panel(mpl, ax, name, report):
 
 
 def rates_section(mpl, reports):
+    head = "<h2 id=rates>Precision, recall and F1 against d</h2>\n"
+    # Count-only predictions have no points to match: no lines of theirs.
+    located = [(i, name, report) for i, (name, report) in enumerate(reports.items())
+               if not report.state.count_only]
+    if not located:
+        return head + note("Count-only predictions: precision, recall and F1 are undefined.")
     fig, axes = mpl.figure(3, sharex=True)
     for ax, key in zip(axes, ("precision", "recall", "f1")):
-        for i, (name, report) in enumerate(reports.items()):
+        for i, name, report in located:
             s = report.summary
             ax.plot(s["config"]["thresholds"], [as_float(v) for v in s["micro"][key]],
                     marker="o", markersize=3, color=color(i), label=name)
         ax.set(title=f"{'F1' if key == 'f1' else key} (micro)", xlabel="d")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
-    return "<h2 id=rates>Precision, recall and F1 against d</h2>\n" + inline_png(
+    return head + inline_png(
         fig, "precision, recall and F1 against d",
         "Micro precision, recall and F1 at each threshold d (pooled over images and classes).")
 

@@ -181,7 +181,7 @@ def _number(value):
 
 
 def _with_interval(value, interval, with_ci):
-    if not with_ci:
+    if not with_ci or value is None:  # an undefined metric (count-only mAP): just '-'
         return _number(value)
     shown = "[-]" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
     return f"{_number(value)} {shown}"

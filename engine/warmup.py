@@ -22,6 +22,10 @@ GT = {"image_id": _IDS, "x": _X, "y": _Y, "radius": np.full(_IDS.size, 4.0)}
 PRED = {"image_id": _IDS, "x": _X + 1.0, "y": _Y, "score": np.round(_RNG.random(_IDS.size), 1)}
 IMAGES = {"image_id": np.arange(4), "width": np.full(4, 100.0), "height": np.full(4, 80.0)}
 COUNTS = {"image_id": np.arange(4), "count": np.array([29.5, 30.0, 31.0, 0.0])}
+# 400 predictions on one spot, every gt of their image within reach: greedy's heap gives
+# up on them, and mutual best pairs (a kernel of its own) finish the image.
+PILED = {"image_id": np.zeros(400, np.int64), "x": np.full(400, 50.0), "y": np.full(400, 40.0),
+         "score": np.linspace(0, 1, 400)}
 
 # (what it compiles, the evaluate options that reach it)
 STEPS = (
@@ -54,6 +58,8 @@ def warm():
     for name, options in STEPS:
         step(name, lambda options=options: evaluate(GT, PRED, IMAGES, device="cpu",
                                                     **options))
+    step("piled-up points", lambda: evaluate(GT, PILED, IMAGES, thresholds=[100.0],
+                                             device="cpu"))
     step("count-only predictions", lambda: evaluate(GT, COUNTS, IMAGES, device="cpu"))
     step("compare's bootstrap", lambda: compare(GT, [PRED, PRED], IMAGES, names=["a", "b"],
                                                 thresholds=[2.0, 4.0], device="cpu",

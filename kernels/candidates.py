@@ -41,8 +41,9 @@ def sort_pairs(key, gt):
     by_gt = np.argsort(gt)
     key_by_gt = key[by_gt]
     order = by_gt[np.argsort(key_by_gt, kind="mergesort")]
-    key[:] = key[order]
-    gt[:] = gt[order]
+    sorted_key, sorted_gt = key[order], gt[order]
+    for i in range(n):  # not a slice copy, whose shape check costs a first run a second
+        key[i], gt[i] = sorted_key[i], sorted_gt[i]
 
 
 @njit(cache=True)

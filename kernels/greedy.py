@@ -212,22 +212,31 @@ def greedy_chains(lx, ly, gx, gy, index, lists, p_index, p_lists, kmax, kept, ma
                 size += 1
 
 
-@njit(cache=True)
-def greedy(lx, ly, gx, gy, index, lists, tmax, kept, lst_key, lst_g, lst_n, lst_done, lst_tied,
-           match_g, match_key):
-    """Greedy matching of one group into match_g/match_key: by the heap, else (it gave
-    up) by mutual best pairs."""
+@njit(cache=True, nogil=True)
+def piled_groups(p_off, g_off, px, py, gx, gy, kept, tmax, cand_off, cand_gt, cand_key,
+                 groups, match_gt, match_key):
+    """Greedy matching by mutual best pairs of the listed groups (those the heap gave
+    up on), into match_gt/match_key (global indices, as rules.match_groups writes
+    them). A kernel of its own, which the engine calls only when a group needs it, so
+    that the common first run does not compile it."""
     kmax = tmax * tmax
-    if greedy_heap(lx, ly, gx, gy, index, lists, kmax, kept, lst_key, lst_g, lst_n, lst_done,
-                   lst_tied, match_g, match_key):
-        return
-    match_g[:] = -1
-    match_key[:] = np.inf
-    nearest_first.free_all(index)
-    off, cand_gt, cand_key, g0 = lists
-    if off.size == 0:  # the lazy search: an index over the predictions too
-        p_index, p_lists = nearest_first.index(lx, ly, tmax), lists
-    else:
-        p_index, p_lists = index, by_gt(off, cand_gt, cand_key, g0, gx.size)
-    greedy_chains(lx, ly, gx, gy, index, lists, p_index, p_lists, kmax, kept, match_g,
-                  match_key)
+    for k in groups:
+        p0, p1, g0, g1 = p_off[k], p_off[k + 1], g_off[k], g_off[k + 1]
+        if p0 == p1 or g0 == g1:
+            continue
+        lx, ly, lgx, lgy = px[p0:p1], py[p0:p1], gx[g0:g1], gy[g0:g1]
+        if cand_off.size == 0:  # the lazy search: an index over each side
+            index, lists = nearest_first.index(lgx, lgy, tmax), (cand_off, cand_gt, cand_key, g0)
+            p_index, p_lists = nearest_first.index(lx, ly, tmax), lists
+        else:
+            lists = (cand_off[p0:p1 + 1], cand_gt, cand_key, g0)
+            index = p_index = nearest_first.unused()
+            p_lists = by_gt(lists[0], cand_gt, cand_key, g0, g1 - g0)
+        local_g = np.full(p1 - p0, -1, np.int64)
+        local_key = np.full(p1 - p0, np.inf)
+        greedy_chains(lx, ly, lgx, lgy, index, lists, p_index, p_lists, kmax, kept[p0:p1],
+                      local_g, local_key)
+        for i in range(p1 - p0):
+            if local_g[i] >= 0:
+                match_gt[p0 + i] = g0 + local_g[i]
+                match_key[p0 + i] = local_key[i]

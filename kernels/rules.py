@@ -16,11 +16,11 @@ Greedy and nearest are monotone in the threshold (the matching at a smaller t is
 pairs with key <= t²), so one pass at the largest threshold serves every threshold.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import nearest as nearest_first
 from . import windows
-from .greedy import greedy
+from .greedy import greedy_heap
 from .windows import K
 
 NO_RULE, GREEDY, NEAREST = 0, 1, 2
@@ -109,24 +109,26 @@ def score_order(lx, ly, gx, gy, index, lists, lst_key, lst_g, lst_n, lst_done, l
 
 # -- every group ----------------------------------------------------------------------------
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def match_groups(p_off, g_off, px, py, gx, gy, kept, tmax, rule, score, t2_thresholds,
-                 cand_off, cand_gt, cand_key):
+                 cand_off, cand_gt, cand_key, match_gt, match_key, is_tp, piled):
     """Greedy or nearest matching at tmax (``rule``; NO_RULE for none) and, with
-    t2_thresholds, COCO's AP matching per threshold, for every (image, class) group.
-    With cand_off/cand_gt/cand_key (candidates.pair_lists) the candidates come from
-    those lists, else from the lazy nearest-first search (plain distances).
+    t2_thresholds, COCO's AP matching per threshold, for the (image, class) groups
+    p_off/g_off delimit (global offsets, so a caller may pass any run of groups). With
+    cand_off/cand_gt/cand_key (candidates.pair_lists) the candidates come from those
+    lists, else from the lazy nearest-first search (plain distances).
 
-    Returns match_gt (global gt index, -1), match_key (inf when unmatched) and is_tp
-    (n_thresholds, n_pred).
+    Writes the groups' predictions' entries of match_gt (global gt index; -1 when
+    unmatched), match_key (inf when unmatched) and is_tp (n_thresholds, n_pred); the
+    caller fills them with those values first. A group on which greedy's heap gives up
+    (piled-up points) is marked in ``piled`` (one entry per group passed) and its
+    matches left for kernels.greedy.piled_groups. Sequential and free of the GIL: the
+    engine runs runs of groups in threads, which compiles in a quarter of the time a
+    ``prange`` loop takes (parallel=True lowers every callee again).
     """
-    n_pred = px.size
     kmax = tmax * tmax
-    match_gt = np.full(n_pred, -1, np.int64)
-    match_key = np.full(n_pred, np.inf)
-    is_tp = np.zeros((t2_thresholds.size, n_pred), np.bool_)
     lazy = cand_off.size == 0
-    for k in prange(p_off.size - 1):
+    for k in range(p_off.size - 1):
         p0, p1, g0, g1 = p_off[k], p_off[k + 1], g_off[k], g_off[k + 1]
         if p0 == p1 or g0 == g1:
             continue
@@ -157,11 +159,12 @@ def match_groups(p_off, g_off, px, py, gx, gy, kept, tmax, rule, score, t2_thres
         nearest_first.free_all(index)
         if rule == NEAREST:
             nearest(kept[p0:p1], lst_key, lst_g, lst_n, g1 - g0, local_g, local_key)
-        elif rule == GREEDY:
-            greedy(lx, ly, lgx, lgy, index, lists, tmax, kept[p0:p1], lst_key, lst_g, lst_n,
-                   lst_done, lst_tied, local_g, local_key)
+        elif rule == GREEDY and not greedy_heap(lx, ly, lgx, lgy, index, lists, kmax,
+                                                 kept[p0:p1], lst_key, lst_g, lst_n,
+                                                 lst_done, lst_tied, local_g, local_key):
+            piled[k] = True
+            continue
         for i in range(n_p):
             if local_g[i] >= 0:
                 match_gt[p0 + i] = g0 + local_g[i]
                 match_key[p0 + i] = local_key[i]
-    return match_gt, match_key, is_tp

@@ -107,7 +107,10 @@ def build(tree, x, y, taken):
      x0, x1, y0, y1, px, py, _stack_low) = _sections(tree)
     n, n_nodes = x.size, lo.size
     first_leaf = n_nodes // 2
-    perm[:] = np.arange(n)
+    # Element loops here, not slice copies: a slice copy compiles a shape check whose
+    # error message costs a first run a second.
+    for i in range(n):
+        perm[i] = i
     lo[0], hi[0] = 0, n
     for node in range(n_nodes):
         a, b = lo[node], hi[node]
@@ -141,8 +144,8 @@ def build(tree, x, y, taken):
                 free[node] += not taken[perm[t]]
         else:
             free[node] = free[2 * node + 1] + free[2 * node + 2]
-    px[:] = x[perm]
-    py[:] = y[perm]
+    for i in range(n):
+        px[i], py[i] = x[perm[i]], y[perm[i]]
     tree[0][2] = 1
 
 
@@ -173,8 +176,9 @@ def _recount(free, taken, perm, lo, hi, leaf):
 def free_all(tree):
     """Every point free again (as ``taken`` has just been cleared)."""
     if built(tree):
-        parts = _sections(tree)
-        parts[5][:] = parts[4]
+        size, free = _sections(tree)[4:6]
+        for node in range(free.size):  # not a slice copy (see build)
+            free[node] = size[node]
 
 
 @njit(cache=True)

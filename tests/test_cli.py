@@ -358,3 +358,26 @@ def test_per_class_adds_a_row_per_class(tmp_path, capsys):
     assert len({len(line) for line in table[1:]}) == 1  # aligned
     code, out, _ = run(capsys, "--gt", gt, "--pred", pred, "--thresholds", "2")
     assert "per class" not in out
+
+
+def test_a_run_that_compiles_says_so_once_on_a_terminal():
+    import numba
+
+    from pointscore.cli.compiling import NOTICE, compile_notice
+    from pointscore.kernels import rules
+
+    def fresh(py_func):  # a dispatcher of its own, so it compiles whatever the cache holds
+        return numba.njit(py_func)
+
+    told = []
+    args = (np.ones(1, np.bool_), np.zeros((1, 1)), np.zeros((1, 1), np.int64),
+            np.ones(1, np.int64), 1, np.full(1, -1), np.full(1, np.inf))
+    with compile_notice(True, told.append):
+        fresh(lambda x: x + 1)(1)  # not a pointscore kernel: nothing said
+        assert told == []
+        fresh(rules.nearest.py_func)(*args)
+        fresh(rules.nearest.py_func)(*args)
+    assert told == [NOTICE]
+    with compile_notice(False, told.append):  # stderr not a terminal
+        fresh(rules.nearest.py_func)(*args)
+    assert told == [NOTICE]

@@ -167,24 +167,68 @@ def duplicated(table, image_weight, stride):
             "image_id": ids[rows] * stride + copy}
 
 
+def replicates_and_evaluated(gt, pred, images, n_resamples, seed, **options):
+    """Each replicate's bootstrap values with evaluate's summary of the duplicated
+    dataset it stands for: (values, [(r, summary)])."""
+    report = pointscore.evaluate(gt, pred, images, device="cpu", **options)
+    values = bootstrap.replicates([report], n_resamples=n_resamples, seed=seed)[0]
+    n, stride = len(images["image_id"]), len(images["image_id"]) + 1
+    evaluated = []
+    for r, image_weight in enumerate(weights(n, n_resamples, seed)):
+        ids = np.repeat(np.arange(n), image_weight) * stride \
+            + np.concatenate([np.arange(w) for w in image_weight])
+        evaluated.append((r, pointscore.evaluate(duplicated(gt, image_weight, stride),
+                                                 duplicated(pred, image_weight, stride),
+                                                 {"image_id": ids}, device="cpu",
+                                                 **options).summary))
+    return values, evaluated
+
+
 @pytest.mark.parametrize("seed, score_threshold", [(0, None), (1, None), (2, 0.5), (3, None)])
 def test_replicates_equal_evaluate_on_the_duplicated_dataset(seed, score_threshold):
     gt, pred, images = random_dataset(seed)
-    options = dict(thresholds=[1.0, 2.5], score_threshold=score_threshold, device="cpu")
-    report = pointscore.evaluate(gt, pred, images, **options)
-    values = bootstrap.replicates([report], n_resamples=6, seed=seed)[0]
-    n, stride = len(images["image_id"]), len(images["image_id"]) + 1
-    for r, image_weight in enumerate(weights(n, 6, seed)):
-        ids = np.repeat(np.arange(n), image_weight) * stride \
-            + np.concatenate([np.arange(w) for w in image_weight])
-        expected = pointscore.evaluate(duplicated(gt, image_weight, stride),
-                                   duplicated(pred, image_weight, stride),
-                                   {"image_id": ids}, **options).summary
+    values, evaluated = replicates_and_evaluated(gt, pred, images, 6, seed,
+                                                 thresholds=[1.0, 2.5],
+                                                 score_threshold=score_threshold)
+    for r, expected in evaluated:
         assert values["mae"][r] == expected["counting"]["mae"]
         assert values["rmse"][r] == expected["counting"]["rmse"]
         assert values["f1"][r].tolist() == expected["micro"]["f1"]
         assert (np.isnan(values["map"][r]) and expected["map"] is None) \
             or values["map"][r] == expected["map"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_count_only_replicates_equal_evaluate_on_the_duplicated_dataset(seed):
+    # Fractional counts over two classes: float errors, whose replicate sums must be the
+    # exact sums evaluate makes of the duplicated dataset, not weights times errors.
+    gt, _, images = random_dataset(seed)
+    ids, klass = np.divmod(np.arange(12), 2)
+    counts = {"image_id": ids, "class": klass,
+              "count": np.random.default_rng(seed).uniform(0, 9, 12) / 3}
+    values, evaluated = replicates_and_evaluated(gt, counts, images, 8, seed)
+    for r, expected in evaluated:
+        assert values["mae"][r] == expected["counting"]["mae"]
+        assert values["rmse"][r] == expected["counting"]["rmse"]
+    assert np.isnan(values["f1"]).all() and np.isnan(values["map"]).all()
+
+
+def test_count_only_submissions_get_intervals_and_paired_tests_for_counting():
+    gt = {"image_id": np.repeat(np.arange(8), 3), "x": np.arange(24.0), "y": np.zeros(24)}
+    exact = {"image_id": np.arange(8), "count": np.full(8, 3.0)}
+    off = {"image_id": np.arange(8), "count": np.full(8, 3.0) + np.arange(1, 9) / 4}
+    summary = compare(gt, [off, exact], names=["off", "exact"], rank_by="mae",
+                      n_resamples=50, thresholds=[1.0]).summary
+    assert [row["name"] for row in summary["ranking"]] == ["exact", "off"]
+    intervals = summary["submissions"]["exact"]["intervals"]
+    assert intervals["mae"] == intervals["rmse"] == [0.0, 0.0]
+    assert intervals["map"] is None and intervals["f1"] == [None]
+    lo, hi = summary["submissions"]["off"]["intervals"]["mae"]
+    mae = summary["submissions"]["off"]["summary"]["counting"]["mae"]
+    assert 0.25 <= lo <= mae <= hi <= 2.0
+    # "exact" beats "off" in every replicate: the smallest p-value 50 resamples allow
+    assert summary["ranking"][0]["p_beats_next"]["mae"] == 1 / 51
+    assert summary["ranking"][0]["p_beats_next"]["map"] is None
 
 
 def weighted_ap(image_weight, pred_image, is_tp, n_gt):

@@ -249,3 +249,12 @@ def test_count_only_predictions_have_a_report(tmp_path):
                                   "score": [0.9, 0.5]}, thresholds=[1.0])
     text = open(write_report(tmp_path / "r", {"counts": counts, "points": points})).read()
     assert "<td class=n>+0.5</td>" in text and "<td class=n>2.5</td>" in text
+    # No empty panels or tables of theirs: one PR panel, P/R/F1 lines and per-threshold
+    # table for the points alone, and a note naming the submission without curves.
+    assert 'data-figures="4"' in text
+    assert "Without scores, so without curves: counts." in text
+    tables = text[text.index("<h2 id=summary>"):text.index("<h2 id=pr>")]
+    assert "<h3>points</h3>" in tables and "<h3>counts</h3>" not in tables
+    alone = open(write_report(tmp_path / "c", {"counts": counts})).read()
+    assert 'data-figures="2"' in alone  # the counts' scatter and error against density
+    assert "precision, recall and F1 are undefined" in alone

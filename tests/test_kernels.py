@@ -5,7 +5,8 @@ import reference
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pointscore.kernels import ap, candidates, greedy, nearest, rules, tree
+from pointscore import group_threads
+from pointscore.kernels import ap, candidates, greedy, rules, tree
 
 SETTINGS = settings(max_examples=80, deadline=None)
 ANY = 2**62  # no pair budget
@@ -89,18 +90,32 @@ def test_lazy_nearest_lists_match_the_reference(rule, batch, seed):
 
 def _assert_knn_equals_reference(rule, batch, kept, score):
     """kernels.rules' matching and AP matching, group by group, against the reference:
-    with the lazy grid search and with every pair listed (the two candidate providers)."""
+    with the lazy grid search and with every pair listed (the two candidate providers).
+    Returns, for each provider, whether greedy's heap gave up on some group."""
     gx, gy, g_off, px, py, p_off, d = batch
-    for lists in (NO_LISTS, candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY)):
-        _assert_rules_equal_reference(rule, batch, kept, score, lists)
+    return [_assert_rules_equal_reference(rule, batch, kept, score, lists) for lists in
+            (NO_LISTS, candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY))]
 
 
 def _assert_rules_equal_reference(rule, batch, kept, score, lists):
     gx, gy, g_off, px, py, p_off, d = batch
     thresholds = np.array([d / 3, d / 2, d])
     code = rules.NEAREST if rule == "nearest" else rules.GREEDY
-    match_gt, match_d2, is_tp = rules.match_groups(p_off, g_off, px, py, gx, gy, kept, d, code,
-                                                   score, thresholds ** 2, *lists)
+    match_gt = np.full(px.size, -1, np.int64)
+    match_d2 = np.full(px.size, np.inf)
+    is_tp = np.zeros((thresholds.size, px.size), np.bool_)
+
+    piled = np.zeros(p_off.size - 1, np.bool_)
+
+    def run(start, stop):  # runs of groups in threads write into the shared outputs
+        rules.match_groups(p_off[start:stop + 1], g_off[start:stop + 1], px, py, gx, gy, kept,
+                           d, code, score, thresholds ** 2, *lists, match_gt, match_d2, is_tp,
+                           piled[start:stop])
+
+    group_threads.over_groups(run, p_off, g_off, threads=3)
+    if piled.any():
+        greedy.piled_groups(p_off, g_off, px, py, gx, gy, kept, d, *lists,
+                            np.flatnonzero(piled), match_gt, match_d2)
     for k in range(g_off.size - 1):
         pred_xy, gt_xy = group_xy(px, py, p_off, k), group_xy(gx, gy, g_off, k)
         idx = np.flatnonzero(kept[p_off[k]:p_off[k + 1]])
@@ -112,6 +127,7 @@ def _assert_rules_equal_reference(rule, batch, kept, score, lists):
             sl = slice(p_off[k], p_off[k + 1])
             assert set(np.flatnonzero(is_tp[t, sl])) == \
                 set(reference.score_order(pred_xy, score[sl], gt_xy, dt))
+    return piled.any()
 
 
 def _one_group(gx, gy, px, py, d):
@@ -149,24 +165,18 @@ def test_greedy_by_mutual_best_pairs_matches_the_reference(batch, seed):
     gx, gy, g_off, px, py, p_off, d = batch
     kept = np.random.default_rng(seed).random(px.size) < 0.8
     pair_lists = candidates.pair_lists(gx, gy, NO_SCALES, g_off, px, py, p_off, d, ANY)
-    for k in range(g_off.size - 1):
-        p0, p1, g0, g1 = p_off[k], p_off[k + 1], g_off[k], g_off[k + 1]
-        if p0 == p1 or g0 == g1:  # match_groups skips these
-            continue
-        lx, ly, lgx, lgy = px[p0:p1], py[p0:p1], gx[g0:g1], gy[g0:g1]
-        lazy = (NO_LISTS[0], *pair_lists[1:], g0)
-        listed = (pair_lists[0][p0:p1 + 1], *pair_lists[1:], g0)
-        for index, lists, p_index, p_lists in (
-                (nearest.index(lgx, lgy, d), lazy, nearest.index(lx, ly, d), lazy),
-                (nearest.unused(), listed, nearest.unused(),
-                 greedy.by_gt(listed[0], pair_lists[1], pair_lists[2], g0, g1 - g0))):
-            match_g, match_key = np.full(p1 - p0, -1), np.full(p1 - p0, np.inf)
-            greedy.greedy_chains(lx, ly, lgx, lgy, index, lists, p_index, p_lists, d * d,
-                                kept[p0:p1], match_g, match_key)
+    every_group = np.arange(g_off.size - 1)
+    for lists in (NO_LISTS, pair_lists):  # the lazy search, then the pair lists
+        match_gt, match_key = np.full(px.size, -1), np.full(px.size, np.inf)
+        greedy.piled_groups(p_off, g_off, px, py, gx, gy, kept, d, *lists, every_group,
+                            match_gt, match_key)
+        for k in every_group:
+            p0, p1, g0 = p_off[k], p_off[k + 1], g_off[k]
             idx = np.flatnonzero(kept[p0:p1])
             expected = reference.greedy(group_xy(px, py, p_off, k)[idx],
                                         group_xy(gx, gy, g_off, k), d)
-            got = {j: (match_g[i], match_key[i]) for j, i in enumerate(idx) if match_g[i] >= 0}
+            got = {j: (match_gt[p0 + i] - g0, match_key[p0 + i])
+                   for j, i in enumerate(idx) if match_gt[p0 + i] >= 0}
             assert got == expected
 
 
@@ -199,10 +209,12 @@ def test_tree_searches_equal_brute_force(n, spots, seed):
         assert tree.last_within(qx, qy, taken, points, nearest_key) == last
 
 
-@pytest.mark.parametrize("piled", ["predictions", "ground truth", "both"])
-def test_points_piled_on_one_spot_match_the_reference(piled):
+@pytest.mark.parametrize(("piled", "heap_gives_up"),
+                         [("predictions", True), ("ground truth", False), ("both", False)])
+def test_points_piled_on_one_spot_match_the_reference(piled, heap_gives_up):
     # Hundreds of predictions competing for the same gts: the heap gives up (a bump per
-    # gt a rival takes would be quadratic) and mutual best pairs finish the group.
+    # gt a rival takes would be quadratic) and mutual best pairs finish the group. Equal
+    # distances to piled gts cost the heap no bumps: it finishes those itself.
     rng = np.random.default_rng(11)
     n_p, n_g = 900, 120
     px, py = rng.uniform(0, 4, n_p), rng.uniform(0, 4, n_p)
@@ -212,8 +224,8 @@ def test_points_piled_on_one_spot_match_the_reference(piled):
     if piled in ("ground truth", "both"):
         gx[5:], gy[5:] = 2.0, 2.5
     batch = _one_group(gx, gy, px, py, 3.0)
-    _assert_knn_equals_reference("greedy", batch, rng.random(n_p) < 0.9,
-                                 rng.choice([0.2, 0.5, 0.9], n_p))
+    assert _assert_knn_equals_reference("greedy", batch, rng.random(n_p) < 0.9,
+                                        rng.choice([0.2, 0.5, 0.9], n_p)) == [heap_gives_up] * 2
 
 
 @SETTINGS
@@ -229,3 +241,15 @@ def test_host_ap_kernel_equals_the_array_module_lines(n, rate, extra_gt, seed):
     assert np.array_equal(ap.unpack_tp(tp_bits, 3), is_tp)
     assert np.array_equal(ap.precision_at_recall_points_cpu(tp_bits, 3, order, n_gt),
                           ap.precision_at_recall_points_xp(np, is_tp[order].T.copy(), n_gt))
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), min_size=0, max_size=30),
+       st.integers(1, 12))
+def test_group_runs_cover_every_group_once_in_order(sizes, n_runs):
+    p_off = np.concatenate(([0], np.cumsum([p for p, _ in sizes]))).astype(np.int64)
+    g_off = np.concatenate(([0], np.cumsum([g for _, g in sizes]))).astype(np.int64)
+    runs = group_threads.group_runs(p_off, g_off, n_runs)
+    assert len(runs) <= n_runs
+    covered = [k for start, stop in runs for k in range(start, stop)]
+    assert covered == list(range(len(sizes)))
+    assert all(start < stop for start, stop in runs)

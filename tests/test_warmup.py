@@ -30,7 +30,7 @@ def test_after_warmup_runs_compile_nothing(tmp_path):
     assert any(name.suffix == ".nbc" for name in compiled)
     paths = {}
     for name, table in (("gt", warmup.GT), ("pred", warmup.PRED), ("images", warmup.IMAGES),
-                        ("counts", warmup.COUNTS)):
+                        ("counts", warmup.COUNTS), ("piled", warmup.PILED)):
         paths[name] = str(tmp_path / f"{name}.parquet")
         pq.write_table(pa.table(table), paths[name])
     tables = ["--gt", paths["gt"], "--images", paths["images"], "--device", "cpu"]
@@ -41,6 +41,7 @@ def test_after_warmup_runs_compile_nothing(tmp_path):
                  ["evaluate", "--pred", paths["pred"], "--normalize", "knn", "--game", "1",
                   "--breakdown", "count"],
                  ["evaluate", "--pred", paths["counts"]],
+                 ["evaluate", "--pred", paths["piled"], "--thresholds", "100"],
                  ["compare", "--pred", paths["pred"], paths["pred"], "--names", "a,b",
                   "--bootstrap", "50"]):
         run = subprocess.run([*pointscore, *argv, *tables], env=env, capture_output=True,

@@ -7,11 +7,13 @@ that could not finish (one line); 128 + N stopped by signal N, after cleaning up
 import logging
 import os
 import signal
+import sys
 import warnings
 
 from ..errors import InputError, OutputError, escape
 from ..runners import DistributedError
 from . import parsers
+from .compiling import compile_notice
 from .say import say
 
 # SIGTERM (what `timeout`, job runners and `kill` send) and SIGHUP (a closed terminal)
@@ -56,7 +58,9 @@ def _run(argv):
     try:
         args = parsers.build().parse_args(argv)
         from .commands import COMMANDS  # the library loads only once there is work
-        status = COMMANDS[args.command](args)
+        # warmup says what it compiles itself.
+        with compile_notice(sys.stderr.isatty() and args.command != "warmup", say):
+            status = COMMANDS[args.command](args)
     except InputError as exc:
         for line in exc.lines(parsers.flag):
             say(line)

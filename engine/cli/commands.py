@@ -87,7 +87,6 @@ def _with_warnings(summary, lines):
 
 
 def evaluate_command(args):
-    from ..compare import default_names
     from ..entrypoints import evaluate, evaluate_distributed, evaluate_stream
     outputs = {"json": args.json, "per_image": args.per_image, "matches": args.matches,
                "report": args.report}
@@ -126,6 +125,7 @@ def evaluate_command(args):
         if "json" in dest:
             write_text(dest["json"], summary_json(summary))
         if args.report:  # last: it is renamed into place at once
+            from ..compare import default_names
             from ..html_report import write_report
             write_report(args.report, {default_names([args.pred])[0]: report})
     if STDOUT not in outputs.values():
