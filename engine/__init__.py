@@ -22,9 +22,11 @@ _LAZY = {
     "DEFAULT_SHARD_POINTS": "choices", "Report": "pipeline", "MetricState": "state",
     "ScoringOptions": "options", "DEFAULT_THRESHOLDS": "choices", "Limits": "limits",
     "DistributedError": "runners", "schema": "summary", "validate": "validate",
+    "PointMetrics": "point_metrics",
 }
 
-__all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "validate", "Report",
+__all__ = ["evaluate", "evaluate_stream", "evaluate_distributed", "validate", "PointMetrics",
+           "Report",
            "MetricState",
            "ScoringOptions", "Limits", "InputError", "OutputError", "DistributedError",
            "DEFAULT_THRESHOLDS", "DEFAULT_SHARD_POINTS", "SCHEMA_VERSION", "schema",
