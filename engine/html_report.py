@@ -57,13 +57,13 @@ def write_report(directory, reports, comparison=None, worst=10):
     problem = report_directory_problem(directory)
     if problem:
         raise InputError(problem)
-    _write_atomically(directory, _page(mpl, reports, comparison, worst))
+    write_atomically(directory, _page(mpl, reports, comparison, worst))
     return os.path.join(directory, "index.html")
 
 
 # -- writing ------------------------------------------------------------------------------
 
-def _write_atomically(directory, text):
+def write_atomically(directory, text):
     parent = os.path.dirname(os.path.abspath(directory))
     try:
         tmp = tempfile.mkdtemp(prefix=".pointscore-report-", dir=parent)

@@ -48,6 +48,9 @@ class PointMetrics:
                               game=game, breakdown=breakdown, bins=bins, device=device)
         self.options = ScoringOptions.create(thresholds, normalize, match, score_threshold,
                                              device, radius, knn_k, game, breakdown, bins)
+        # As checked: plain lists, whatever sequence was given (a state is JSON-able).
+        self._settings["thresholds"] = list(self.options.thresholds)
+        self._settings["bins"] = None if bins is None else list(self.options.bins)
         self._needs_sizes = normalize in ("wh", "diag") or game is not None \
             or breakdown == "density"
         self.reset()
@@ -59,10 +62,13 @@ class PointMetrics:
         self._extents = []  # per scored image with ground truth, for the units warning
         self._next_id = 0
         self._kind = None  # what the first image had: labels, scores, counts
+        self._id_type = None  # int or str: every image id is of one kind
+        self._label_type = None  # 'i' or 'U': labels are integers or strings
+        self._seen = set()  # every id added since the reset: each image once
         self._clear_buffer()
 
     def _clear_buffer(self):
-        self._images, self._seen, self._points = [], set(), 0  # gathered, not yet scored
+        self._images, self._points = [], 0  # gathered, not scored yet
 
     def update(self, preds, target, image_ids=None):
         """Add a batch of images.
@@ -94,23 +100,24 @@ class PointMetrics:
         if image_ids is None:
             ids = range(self._next_id, self._next_id + len(target))
         else:
-            ids = read.host_array(image_ids, "image_ids").tolist()
-            if len(ids) != len(target):
-                raise InputError(f"update: {len(ids)} image_ids for {len(target)} images")
-        kind, seen, images = self._kind, set(), []
+            ids = read.host_array(image_ids, "image_ids")
+            if ids.ndim != 1 or len(ids) != len(target):
+                raise InputError(f"update: image_ids must hold one id per image "
+                                 f"({len(target)}), got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        kind, id_type, label_type = self._kind, self._id_type, self._label_type
+        seen, images = set(), []
         for i, (pred, gt, image_id) in enumerate(zip(preds, target, ids)):
-            if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
-                raise InputError(f"image_ids[{i}]: an image id is an integer or a string, "
-                                 f"got {type(image_id).__name__}")
+            id_type = _id_type(i, image_id, id_type)
             if image_id in self._seen or image_id in seen:
-                raise InputError(f"image_ids[{i}]: image {image_id!r} was already added "
-                                 "since the last compute")
+                raise InputError(f"image_ids[{i}]: image {image_id!r} was already added")
             image = self._read_image(i, pred, gt, image_id, kind)
             kind = image["kind"]
+            label_type = _label_type(i, image, label_type)
             seen.add(image_id)
             images.append(image)
         # All or nothing: a batch with a bad image adds none of its images.
-        self._kind = kind
+        self._kind, self._id_type, self._label_type = kind, id_type, label_type
         self._images += images
         self._seen |= seen
         self._points += sum(image["points"] for image in images)
@@ -170,20 +177,26 @@ class PointMetrics:
         return image
 
     def _flush(self):
-        """Score the gathered images and merge their state."""
+        """Score the gathered images and merge their state. Images that cannot be
+        scored (what ``update`` cannot check alone) are dropped, so that the metric
+        stays usable, and the error says so."""
         if not self._images:
             return
         from .entrypoints import evaluate
         gt, pred, images = self._tables()
         try:
             report = evaluate(gt, pred, images, **self._settings)
-        except InputError as exc:  # what update cannot see alone (e.g. sizes with points)
-            raise InputError([f"in the images added since the last compute: {line}"
-                              for line in exc.raw]) from None
-        if needs_extents(self.options) and self._kind is not None and not self._kind[2] \
-                and gt["x"].size:
+            state = report.state if self._state is None else self._state.merge(report.state)
+        except InputError as exc:
+            dropped = len(self._images)
+            self._seen -= {image["id"] for image in self._images}
+            self._clear_buffer()
+            raise InputError([f"the {dropped} images added since the last compute could not "
+                              f"be scored, and were dropped: {line}" for line in exc.raw]) \
+                from None
+        if needs_extents(self.options) and not self._kind[2] and gt["x"].size:
             self._extents.append(extents(bounding_boxes(gt["image_id"], gt["x"], gt["y"])))
-        self._state = report.state if self._state is None else self._state.merge(report.state)
+        self._state = state
         self._clear_buffer()
 
     def _tables(self):
@@ -197,12 +210,16 @@ class PointMetrics:
         xy = joined("gt")
         gt = {"image_id": np.repeat(ids, [image["gt"].shape[0] for image in images]),
               "x": xy[:, 0], "y": xy[:, 1]}
+        labels = str if self._label_type == "U" else np.int64  # an empty list reads as ints
         if "gt_labels" in first:
-            gt["class"] = joined("gt_labels")
+            gt["class"] = joined("gt_labels").astype(labels)
         if "radii" in first:
             gt[self.options.radius] = joined("radii")
         if "count" in first:
-            pred = {"image_id": ids, "count": np.array([image["count"] for image in images])}
+            # Floats always (a density map's sum is one), so that the count column has one
+            # type however the images are cut into pieces.
+            pred = {"image_id": ids,
+                    "count": np.array([image["count"] for image in images], np.float64)}
         else:
             xy = joined("pred")
             pred = {"image_id": np.repeat(ids, [image["pred"].shape[0] for image in images]),
@@ -210,7 +227,7 @@ class PointMetrics:
             if "scores" in first:
                 pred["score"] = joined("scores")
             if "pred_labels" in first:
-                pred["class"] = joined("pred_labels")
+                pred["class"] = joined("pred_labels").astype(labels)
         table = {"image_id": ids}
         if "size" in first:
             table["width"], table["height"] = np.array([image["size"] for image in images]).T
@@ -230,8 +247,9 @@ class PointMetrics:
         from .backends import backend_for
         device = backend_for(self.options.device)[0].name
         warnings = []
-        if self._extents:
-            warning = units_warning(self.options, lambda: np.concatenate(self._extents))
+        if self._kind is not None and not self._kind[2]:  # as evaluate: none for counts
+            warning = units_warning(self.options, lambda: np.concatenate(
+                self._extents) if self._extents else np.zeros(0))
             warnings = [warning] if warning else []
         state = self._state if self._state is not None else self._empty_state()
         return state.summary(device, named(warnings))
@@ -267,11 +285,15 @@ class PointMetrics:
                 else out._state.merge(other_state._state)
         out._extents += other_state._extents
         out._next_id = max(out._next_id, other_state._next_id)
-        if out._kind is None:
-            out._kind = other_state._kind
-        elif other_state._kind not in (None, out._kind):
+        if other_state._kind not in (None, out._kind) and out._kind is not None:
             raise InputError(f"cannot merge a metric of images with {_kind_text(out._kind)} "
                              f"and one with {_kind_text(other_state._kind)}")
+        for trait in ("_kind", "_id_type", "_label_type"):
+            mine, theirs = getattr(out, trait), getattr(other_state, trait)
+            if mine is not None and theirs not in (None, mine):
+                raise InputError("cannot merge a metric of integer ids or labels with one of "
+                                 "strings")
+            setattr(out, trait, mine if mine is not None else theirs)
         return out
 
     # -- storage -------------------------------------------------------------------------------
@@ -287,6 +309,8 @@ class PointMetrics:
         return {"format": STATE_FORMAT, "version": STATE_VERSION,
                 "options": dict(self._settings), "next_id": self._next_id,
                 "kind": None if self._kind is None else list(self._kind),
+                "id_type": None if self._id_type is None else self._id_type.__name__,
+                "label_type": self._label_type,
                 "extents": np.concatenate(self._extents) if self._extents else np.zeros(0),
                 "state": None if self._state is None else self._state.state_dict()}
 
@@ -314,6 +338,8 @@ class PointMetrics:
         out = cls(**data["options"])
         out._next_id = int(data["next_id"])
         out._kind = None if data["kind"] is None else tuple(data["kind"])
+        out._id_type = {"int": int, "str": str, None: None}[data["id_type"]]
+        out._label_type = data["label_type"]
         extents_ = np.asarray(data["extents"], np.float64)
         out._extents = [extents_] if extents_.size else []
         out._state = None if data["state"] is None else MetricState.from_state_dict(data["state"])
@@ -326,3 +352,35 @@ def _kind_text(kind):
              "a count" if count else ("scores" if scores else "no scores")]
     return " and ".join(parts)
 
+
+def _id_type(i, image_id, known):
+    """The kind of the ids (int or str), checked against the kind known so far."""
+    if not isinstance(image_id, (int, str)) or isinstance(image_id, bool):
+        raise InputError(f"image_ids[{i}]: an image id is an integer or a string, got "
+                         f"{type(image_id).__name__}")
+    kind = int if isinstance(image_id, int) else str
+    if known not in (None, kind):
+        raise InputError(f"image_ids[{i}]: {image_id!r} is {_KIND_NAMES[kind][0]}, where the "
+                         f"ids so far are {_KIND_NAMES[known][1]}: give ids of one kind")
+    if kind is int and not -2**63 <= image_id < 2**63:
+        raise InputError(f"image_ids[{i}]: {image_id} is beyond 64-bit integers")
+    return kind
+
+
+def _label_type(i, image, known):
+    """The kind of the labels ('i' or 'U'), checked against the kind known so far."""
+    for key, side in (("gt_labels", "target"), ("pred_labels", "preds")):
+        labels = image.get(key)
+        if labels is None or labels.size == 0:
+            continue
+        kind = labels.dtype.kind
+        if known not in (None, kind):
+            raise InputError(f"{side}[{i}]['labels']: {_KIND_NAMES[kind][1]}, where the "
+                             f"labels so far are {_KIND_NAMES[known][1]}: give labels of one "
+                             "kind")
+        known = kind
+    return known
+
+
+_KIND_NAMES = {int: ("an integer", "integers"), str: ("a string", "strings"),
+               "i": ("an integer", "integers"), "U": ("a string", "strings")}

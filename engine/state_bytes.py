@@ -4,6 +4,7 @@ nesting) in a JSON skeleton stored beside them. Nothing is pickled, so bytes fro
 another process (a training rank) can only ever be data."""
 import io
 import json
+import zipfile
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def from_bytes(data):
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
         skeleton = json.loads(str(arrays.pop(SKELETON)))
-    except (ValueError, KeyError, OSError, EOFError) as exc:
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"not a pointscore state: {first_line(exc)}") from None
 
     def rebuilt(value):

@@ -185,3 +185,17 @@ def _with_interval(value, interval, with_ci):
         return _number(value)
     shown = "[-]" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
     return f"{_number(value)} {shown}"
+
+
+def history_table(rows):
+    """A history store's runs, oldest first: time, name, run id, gate and the headline
+    metrics (F1 at the middle threshold)."""
+    if not rows:
+        return "no runs\n"
+    lines = [("time (UTC)", "name", "run", "gate", "mAP", "MAE", "RMSE", "F1@mid")]
+    for row in rows:
+        f1 = row["f1"] or []
+        lines.append((f"{row['time']:%Y-%m-%d %H:%M:%S}", clip(row["name"] or "-", 30),
+                      row["run_id"], row["gate"] or "-", fmt(row["map"]), fmt(row["mae"]),
+                      fmt(row["rmse"]), fmt(f1[(len(f1) - 1) // 2] if f1 else None)))
+    return "\n".join(_aligned(lines)) + "\n"

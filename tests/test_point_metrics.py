@@ -12,6 +12,7 @@ from test_paths import CASES, generated, options_of
 
 import pointscore
 from pointscore import InputError, PointMetrics, point_metrics
+from pointscore.state_bytes import from_bytes, to_bytes
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +151,8 @@ def test_an_image_twice_is_refused_naming_the_sampler():
     with pytest.raises(InputError, match=r"image_ids\[1\]: image 7 was already added"):
         metric.update(one[0] * 2, one[1] * 2, image_ids=[8, 7])
     metric.compute()
-    metric.update(*one, image_ids=[7])  # after compute: found when merged
-    with pytest.raises(InputError, match="image 7 is scored twice.*distributed sampler"):
-        metric.compute()
+    with pytest.raises(InputError, match=r"image_ids\[0\]: image 7 was already added"):
+        metric.update(*one, image_ids=[7])  # scored already: still known
     ranks = [PointMetrics(thresholds=[1.0], device="cpu") for _ in range(2)]
     for rank in ranks:  # numbered in update order on each rank: both have image 0
         rank.update(*one)
@@ -198,8 +198,8 @@ def test_a_batch_with_a_bad_image_adds_none_of_its_images():
     with pytest.raises(InputError, match=r"preds\[1\]\['points'\]"):
         metric.update([good, {"points": [[0, np.inf]]}], [good, good], image_ids=[1, 2])
     with pytest.raises(InputError, match=r"image_ids\[0\]: an image id is an integer or a "
-                                         "string, got list"):
-        metric.update([good], [good], image_ids=[[1, 2]])
+                                         "string, got float"):
+        metric.update([good], [good], image_ids=[1.5])
     metric.update([good, good], [good, good], image_ids=[1, 2])  # not added before
     assert metric.compute()["images"] == 2
 
@@ -262,3 +262,68 @@ def test_an_array_that_cannot_be_read_says_why():
     with pytest.raises(InputError, match=r"preds\[0\]\['points'\]: cannot read it as an "
                                          "array: Can't call numpy"):
         PointMetrics(device="cpu").update([{"points": Grad()}], [{"points": []}])
+
+
+def test_a_piece_without_predictions_keeps_string_labels(monkeypatch):
+    # Every image of the first piece without predictions: its labels read as ints.
+    monkeypatch.setattr(point_metrics, "FLUSH_POINTS", 2)
+    gt = {"image_id": [0, 0, 1], "x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0],
+          "class": ["cat", "dog", "cat"]}
+    pred = {"image_id": [1], "x": [3.0], "y": [3.0], "score": [0.5], "class": ["cat"]}
+    images = {"image_id": [0, 1]}
+    metric = PointMetrics(thresholds=[1.0], device="cpu")
+    fed(metric, *image_dicts(gt, pred, images), 0, with_ids=False)
+    expected = pointscore.evaluate(gt, pred, images, thresholds=[1.0], device="cpu").summary
+    assert same(metric.compute(), expected)
+
+
+def test_warnings_are_evaluates():
+    gt = {"image_id": [0, 0], "x": [1.0, 900.0], "y": [1.0, 1.0]}
+    images = {"image_id": [0], "width": [1000.0], "height": [1000.0]}
+    for options in ({"normalize": "wh", "thresholds": [0.6]}, {"thresholds": [0.001]}):
+        expected = pointscore.evaluate(gt, gt, images, device="cpu", **options).summary
+        metric = PointMetrics(device="cpu", **options)
+        fed(metric, *image_dicts(gt, gt, images), 0)
+        summary = metric.compute()
+        assert summary["warnings"] and same(summary, expected)
+
+
+def test_ids_are_checked_across_pieces_and_kinds():
+    metric = PointMetrics(thresholds=[1.0], device="cpu")
+    one = ([{"points": [[0, 0]]}], [{"points": [[0, 0]]}])
+    metric.update(*one, image_ids=[7])
+    metric.compute()
+    with pytest.raises(InputError, match=r"image_ids\[0\]: image 7 was already added"):
+        metric.update(*one, image_ids=[7])
+    with pytest.raises(InputError, match=r"'7' is a string, where the ids so far are integers"):
+        metric.update(*one, image_ids=["7"])
+    with pytest.raises(InputError, match="beyond 64-bit integers"):
+        metric.update(*one, image_ids=[2**63])
+    with pytest.raises(InputError, match=r"image_ids must hold one id per image \(1\), got "
+                                         r"shape \(\)"):
+        metric.update(*one, image_ids=5)
+    assert metric.compute()["images"] == 1
+
+
+def test_images_that_cannot_be_scored_are_dropped_and_the_metric_goes_on():
+    metric = PointMetrics(thresholds=[0.1], normalize="wh", device="cpu")
+    # x / width overflows: only scoring finds it
+    metric.update([{"points": [[1e300, 0]]}], [{"points": [], "size": (1e-300, 1.0)}],
+                  image_ids=[0])
+    with pytest.raises(InputError, match="the 1 images added since the last compute could "
+                                         "not be scored, and were dropped"):
+        metric.compute()
+    metric.update([{"points": [[1, 1]]}], [{"points": [[1, 1]], "size": (4, 4)}],
+                  image_ids=[0])
+    assert metric.compute()["micro"]["tp"] == [1]
+
+
+def test_counts_and_odd_options_survive_pieces_and_bytes(monkeypatch):
+    monkeypatch.setattr(point_metrics, "FLUSH_POINTS", 1)
+    metric = PointMetrics(thresholds=range(4, 9, 4), device="cpu")
+    for count in (3, 2.5):  # a whole count, then a fraction, in two pieces
+        metric.update([{"count": count}], [{"points": [[0, 0], [1, 1], [2, 2]]}])
+    again = PointMetrics.from_state_dict(from_bytes(to_bytes(metric.state_dict())))
+    assert again.compute()["counting"]["mae"] == metric.compute()["counting"]["mae"] == 0.25
+    with pytest.raises(InputError, match="not a pointscore state"):
+        from_bytes(b"PK\x03\x04 not a zip archive")

@@ -2,6 +2,7 @@
 
 Each command imports the parts of the library it uses when it runs: checking a
 submission (validate) must not pay for loading Numba and scipy."""
+import json
 import os
 import sys
 from contextlib import ExitStack
@@ -20,11 +21,12 @@ from ..outputs import (
 )
 from ..read import READ_ERRORS, check_footers, is_parquet, metadata_points
 from ..sinks import RowSink
-from ..terminal import class_table, crowd_table, ranking_table, text_table
-from .parsers import flag
+from ..terminal import class_table, crowd_table, history_table, ranking_table, text_table
+from .parsers import evaluate_parser, flag
 from .say import say
 
 SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
+GATE_FAILED = 3  # evaluate's exit status when --fail-if holds
 INVALID_SUBMISSIONS = 4  # compare's exit status when some submissions are invalid
 
 
@@ -96,6 +98,7 @@ def evaluate_command(args):
         raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
                          f"{option('scheduler')} (an existing one), not both")
     scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins)
+    conditions = _gate_conditions(args)
     distributed = args.workers is not None or args.scheduler
     with ExitStack() as stack:
         # Every output takes its place only once all are complete.
@@ -131,7 +134,90 @@ def evaluate_command(args):
     if STDOUT not in outputs.values():
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary)
                          + (class_table(report.summary) if args.per_class else ""))
+    if args.history:
+        return _keep_in_history(args, report, conditions, limits)
     return report
+
+
+def _gate_conditions(args):
+    """The --fail-if conditions, read before any work; the nightly flags' usage."""
+    if not args.history:
+        for name in ("name", "baseline", "fail_if"):
+            if getattr(args, name):
+                raise InputError(f"usage error: {option(name)} needs {option('history')}")
+        return None
+    if args.baseline and not args.fail_if:
+        raise InputError(f"usage error: {option('baseline')} is what {option('fail_if')} "
+                         "compares with: give both")
+    if not args.fail_if:
+        return None
+    from ..gate import parse
+    return parse(args.fail_if, args.thresholds)
+
+
+def _keep_in_history(args, report, conditions, limits):
+    """Gate the run against its baseline (when asked), then append it to the store."""
+    from types import SimpleNamespace
+
+    from .. import gate, history
+    from ..content_hash import ground_truth_hash
+    per_image = report.per_image if report.per_image is not None \
+        else _written_table("per_image", args.per_image)  # a streamed run wrote it out
+    run = SimpleNamespace(summary=report.summary, per_image=per_image, state=report.state)
+    gt_hash = ground_truth_hash(args.gt, args.images, args.radius, limits)
+    verdict, baseline = None, None
+    if conditions is not None:
+        baseline = history.baseline_of(args.history, args.baseline or "last", gt_hash,
+                                       history.config_key(report.summary))
+        if baseline is None:
+            say("gate: no earlier run on this ground truth with these options yet: "
+                "nothing to compare with")
+        else:
+            verdict = gate.judge(conditions, run, baseline, baseline.row["run_id"])
+    run_id = history.append(args.history, run, name=args.name, gt_hash=gt_hash,
+                            gate=None if verdict is None else
+                            ("failed" if verdict.failed else "passed"),
+                            baseline=None if baseline is None else baseline.row["run_id"])
+    for line in verdict.lines if verdict else ():
+        say(f"gate: {line}")
+    say(f"run {run_id} kept in {label_of(args.history)}")
+    return GATE_FAILED if verdict is not None and verdict.failed else report
+
+
+def _written_table(name, path):
+    """A table output read back from its file."""
+    if path == STDOUT:
+        raise InputError(f"usage error: {option('history')} keeps the per-image table, which "
+                         f"went to standard output: give {option(name)} a file")
+    import pyarrow.csv
+    import pyarrow.json
+    import pyarrow.parquet
+    read = {"parquet": pyarrow.parquet.read_table, "csv": pyarrow.csv.read_csv,
+            "jsonl": pyarrow.json.read_json}[table_format(name, path)]
+    return read(path)
+
+
+def run_command(args):
+    from .job import job_argv
+    parser = evaluate_parser()
+    evaluate_args = parser.parse_args(job_argv(args.job, parser) + args.overrides)
+    return evaluate_command(evaluate_args)
+
+
+def history_command(args):
+    from .. import history
+    rows = [row for row in history.runs(args.store)
+            if args.name is None or row["name"] == args.name]
+    if args.json:
+        with destination(args.json) as path:
+            write_text(path, json.dumps([dict(row, time=row["time"].isoformat())
+                                         for row in rows], indent=2, allow_nan=False) + "\n")
+    if args.report:
+        from ..history_report import write_history_report
+        write_history_report(args.report, rows)
+    if args.json != STDOUT:
+        sys.stdout.write(history_table(rows))
+    return 0
 
 
 def compare_command(args):
@@ -230,6 +316,7 @@ def warmup_command(args):
           f"{CACHE_DIR or 'the package folder (__pycache__)'}")
 
 
-COMMANDS = {"evaluate": evaluate_command, "compare": compare_command,
+COMMANDS = {"evaluate": evaluate_command, "run": run_command, "history": history_command,
+            "compare": compare_command,
             "convert": convert_command, "validate": validate_command,
             "warmup": warmup_command}

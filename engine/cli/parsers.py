@@ -167,7 +167,51 @@ def _evaluate(commands):
     big.add_argument("--scratch-dir", metavar="DIR",
                      help="where inputs not sorted by image_id are partitioned "
                           "(default TMPDIR; with --scheduler, a directory every worker shares)")
+    nightly = ev.add_argument_group(
+        "nightly jobs", "keep each run in a history store and fail on regressions "
+        "(docs/nightly.md)")
+    nightly.add_argument("--history", metavar="STORE",
+                         help="append this run to the history store (a directory)")
+    nightly.add_argument("--name", metavar="NAME", help="the run's name in the history (a "
+                                                          "model, a branch)")
+    nightly.add_argument("--baseline", metavar="last|NAME|RUN_ID",
+                         help="the stored run the gate compares with (default last: the "
+                              "newest on the same ground truth and options that passed)")
+    nightly.add_argument("--fail-if", metavar="EXPR",
+                         help="exit 3 when e.g. 'map drop > 0.005 at p < 0.05' holds against "
+                              "the baseline (paired bootstrap over images)")
     _limits(ev)
+
+
+def evaluate_parser():
+    """The ``evaluate`` subcommand's parser (job files take its options as keys)."""
+    parser = build()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices["evaluate"]
+
+
+def _run(commands):
+    parser = commands.add_parser(
+        "run", help="run an evaluation described by a job file (TOML)",
+        description="Run 'evaluate' with the options of a TOML job file (its keys are "
+                    "evaluate's options, as in Python: gt, pred, thresholds, history, "
+                    "fail_if, ...); flags after the file override its keys (docs/nightly.md).")
+    parser.add_argument("job", metavar="JOB.toml", help="the job file")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, metavar="FLAGS",
+                        help="evaluate's flags, overriding the file's keys")
+
+
+def _history(commands):
+    parser = commands.add_parser(
+        "history", help="list the runs of a history store",
+        description="List the runs of a history store (--history) with their headline "
+                    "metrics, oldest first (docs/nightly.md).")
+    parser.add_argument("store", metavar="STORE", help="the history store (a directory)")
+    parser.add_argument("--name", metavar="NAME", help="only the runs of this name")
+    parser.add_argument("--json", metavar="PATH|-", help="write the runs as JSON")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write an HTML page with each headline metric over time "
+                             "(needs matplotlib)")
 
 
 def _validate(commands):
@@ -253,6 +297,8 @@ def build():
                         version=f"pointscore {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _evaluate(commands)
+    _run(commands)
+    _history(commands)
     _compare(commands)
     _validate(commands)
     _convert(commands)

@@ -1,0 +1,88 @@
+"""A hash of what a ground truth says, not of how its file is written: the columns that
+scoring reads, value by value, in row order. The same points re-written with other
+compression, row groups, file splits or column order hash alike; any changed point,
+class, radius or image does not. The history store keys runs by it, so that a
+regression gate never compares runs scored on different ground truths."""
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .read import is_parquet, to_arrow
+
+# With the radius column, when one is used; 'points' is the nested layout's list of
+# (x, y[, class]) per image.
+COLUMNS = ("image_id", "x", "y", "class", "points")
+IMAGE_COLUMNS = ("image_id", "width", "height")
+
+
+def _column_digests(batches, names):
+    """One SHA-256 per column, fed batch by batch, so batch boundaries never show."""
+    digests = {}
+    for batch in batches:
+        for name in names:
+            if name not in batch.schema.names:
+                continue
+            column = batch.column(name)
+            digest = digests.setdefault(name, hashlib.sha256(str(column.type).encode()))
+            for part in _leaves(column):
+                _update(digest, part)
+    return digests
+
+
+def _leaves(column):
+    """A column as flat arrays: a list column as its lengths and its values' fields."""
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        yield pc.list_value_length(column)
+        yield from _leaves(pc.list_flatten(column))
+    elif pa.types.is_struct(column.type):
+        for field in column.flatten():
+            yield from _leaves(field)
+    else:
+        yield column
+
+
+def _update(digest, array):
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        for value in array.to_pylist():
+            text = "\x00" if value is None else value
+            digest.update(len(text).to_bytes(8, "little") + text.encode())
+    else:
+        digest.update(np.ascontiguousarray(array.to_numpy(zero_copy_only=False)).tobytes())
+
+
+def _batches(source, role, limits):
+    """The source's record batches, streamed for Parquet files and datasets."""
+    if isinstance(source, str) and is_parquet(source):
+        import pyarrow.dataset as ds
+        return ds.dataset(source, format="parquet", partitioning="hive").to_batches()
+    table, _ = to_arrow(source, role, limits)
+    return table.to_batches()
+
+
+def ground_truth_hash(gt, images, radius, limits):
+    """The hex SHA-256 of the ground truth's scored columns (and the radius column) and
+    of the images table's, when given.
+
+    Parameters
+    ----------
+    gt, images : path or table
+        As ``pointscore.evaluate`` takes them.
+    radius : str or None
+        The radius column scoring reads.
+    limits : pointscore.Limits
+
+    Returns
+    -------
+    str
+    """
+    total = hashlib.sha256()
+    parts = [(gt, "gt", COLUMNS + ((radius,) if radius else ()))]
+    if images is not None:
+        parts.append((images, "images", IMAGE_COLUMNS))
+    for source, role, names in parts:
+        digests = _column_digests(_batches(source, role, limits), names)
+        for name in sorted(digests):
+            total.update(f"{role}.{name}:".encode() + digests[name].digest())
+    return total.hexdigest()
