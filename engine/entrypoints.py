@@ -79,7 +79,7 @@ def evaluate(gt, pred, images=None, *, thresholds=None, normalize="none", match=
 def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
                     per_image_path=None, matches=False, matches_path=None, strategy="auto",
                     scratch_dir=None, progress=False, limits=None, strict=False,
-                    **scoring) -> Report:
+                    resume=False, **scoring) -> Report:
     """``evaluate`` for inputs larger than memory, with the same summary bit for bit.
 
     Parquet inputs (files and hive-partitioned dataset directories) are read shard by
@@ -108,6 +108,10 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
         As ``evaluate``.
     strict : bool
         As ``evaluate``: warnings are an InputError, before any row is written.
+    resume : bool
+        Keep each finished shard in ``scratch_dir/pointscore-resume`` and take those a
+        killed run of the same inputs and options left (pointscore.resume); the
+        inputs must be files.
     **scoring
         The scoring options of ``evaluate``.
 
@@ -125,17 +129,21 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
     check_run_options(strategy, shard_points, True, scratch_dir)
     backend, note = backend_for(options.device)
     outputs = _outputs(per_image_path, matches_path, matches)
+    checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
+                               shard_points, outputs.matches)
     inputs = open_inputs(gt, pred, images, options, stream=True, mapper=serial_map,
                          matches=outputs.matches, limits=limits)
     return run(inputs, options, outputs, mapper=serial_map, device=backend.name, note=note,
                limits=limits, shard_points=shard_points, strategy=strategy,
-               scratch_dir=scratch_dir, progress=progress, strict=strict)
+               scratch_dir=scratch_dir, progress=progress, strict=strict,
+               checkpoints=checkpoints)
 
 
 def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
                          shard_points=DEFAULT_SHARD_POINTS, per_image_path=None,
                          matches=False, matches_path=None, strategy="auto", scratch_dir=None,
-                         progress=False, limits=None, strict=False, **scoring) -> Report:
+                         progress=False, limits=None, strict=False, resume=False,
+                         **scoring) -> Report:
     """``evaluate_stream`` with its tasks on a Dask cluster: a local one of ``workers``
     processes, or the one at ``scheduler``; the same summary bit for bit.
 
@@ -169,6 +177,8 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
     can_partition = not scheduler or scratch_dir is not None
     check_run_options(strategy, shard_points, can_partition, scratch_dir)
     outputs = _outputs(per_image_path, matches_path, matches)
+    checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
+                               shard_points, outputs.matches)
     with dask_client(workers, scheduler, options.device) as client:
         mapper = DaskMap(client)
         device, note = next(mapper(_device_of, [options.device], "device"))
@@ -177,7 +187,17 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
         return run(inputs, options, outputs, mapper=mapper, device=device, note=note,
                    limits=limits, shard_points=shard_points,
                    piece_rows=shard_points, strategy=strategy, scratch_dir=scratch_dir,
-                   can_partition=can_partition, progress=progress, strict=strict)
+                   can_partition=can_partition, progress=progress, strict=strict,
+                   checkpoints=checkpoints)
+
+
+def _checkpoints(resume, scratch_dir, sources, options, shard_points, matches):
+    """The run's pointscore.resume.Checkpoints, or None without ``resume``."""
+    if not resume:
+        return None
+    from .resume import Checkpoints
+    inputs = dict(zip(("gt", "pred", "images"), sources))
+    return Checkpoints.open(scratch_dir, inputs, options.scoring(), shard_points, matches)
 
 
 def _outputs(per_image_path, matches_path, matches):

@@ -187,12 +187,13 @@ class Outputs:
 
 def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=None,
         piece_rows=None, strategy="auto", scratch_dir=None, can_partition=True,
-        progress=False, strict=False):
+        progress=False, strict=False, checkpoints=None):
     """Plan, score and merge the shards of checked ``inputs`` (pointscore.sources): the
     Report. ``mapper(fn, items, name, **shared)`` runs the tasks (pointscore.runners);
     ``device``/``note``: the backend's name and its line for the user; ``strict``:
     warnings (pointscore.advice) are an InputError, raised before anything is scored
-    or written."""
+    or written; ``checkpoints`` (pointscore.resume): shards a killed run finished are
+    taken from there, the others kept there as they finish, all removed at the end."""
     warnings = advice.warnings_for(inputs, options)
     if strict and warnings:
         raise InputError(warnings)
@@ -223,8 +224,16 @@ def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=
                 RowSink(outputs.per_image) as per_image, \
                 RowSink(outputs.matches_to, keep=outputs.matches, name="matches") as matches:
             state, images = None, []
-            results = mapper(score_shard, shards, "score", settings=settings)
-            for number, result in enumerate(results):
+            kept = checkpoints.finished() if checkpoints is not None else set()
+            fresh = mapper(score_shard, [s for s in shards if s.number not in kept], "score",
+                           settings=settings)
+            for number in range(len(shards)):  # in shard order, kept or scored now
+                if number in kept:
+                    result = checkpoints.load(number, ShardResult)
+                else:
+                    result = next(fresh)
+                    if checkpoints is not None:
+                        checkpoints.save(number, result)
                 state = result.state if state is None else state.merge(result.state)
                 per_image.write(result.per_image)
                 matches.write(result.matches)
@@ -234,6 +243,8 @@ def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    if checkpoints is not None:
+        checkpoints.remove()
     notes = [note] if note else []
     if device == "gpu" and options.scaled:
         notes.append(SCALED_NOTE)

@@ -106,13 +106,13 @@ def evaluate_command(args):
                 for name, path in outputs.items() if path and name != "report"}
         sharded = dict(shard_points=args.shard_points, scratch_dir=args.scratch_dir,
                        per_image_path=dest.get("per_image"), matches_path=dest.get("matches"),
-                       progress=None)
+                       progress=None, resume=args.resume)
         limits = _limits(args)
         if distributed:
             report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
                                           workers=args.workers, scheduler=args.scheduler,
                                           limits=limits)
-        elif streams(args.gt, args.pred, args.shard_points, limits):
+        elif args.resume or streams(args.gt, args.pred, args.shard_points, limits):
             report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded,
                                      limits=limits)
         else:

@@ -167,6 +167,9 @@ def _evaluate(commands):
     big.add_argument("--scratch-dir", metavar="DIR",
                      help="where inputs not sorted by image_id are partitioned "
                           "(default TMPDIR; with --scheduler, a directory every worker shares)")
+    big.add_argument("--resume", action="store_true",
+                     help="keep each finished shard in --scratch-dir, and go on from those a "
+                          "killed run of the same inputs and options left (streams the run)")
     nightly = ev.add_argument_group(
         "nightly jobs", "keep each run in a history store and fail on regressions "
         "(docs/nightly.md)")
