@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import remote
 from .read import is_parquet, to_arrow
 
 # With the radius column, when one is used; 'points' is the nested layout's list of
@@ -56,7 +57,10 @@ def _batches(source, role, limits):
     """The source's record batches, streamed for Parquet files and datasets."""
     if isinstance(source, str) and is_parquet(source):
         import pyarrow.dataset as ds
-        return ds.dataset(source, format="parquet", partitioning="hive").to_batches()
+        filesystem, path = remote.resolve(source) if remote.is_remote(source) \
+            else (None, source)
+        return ds.dataset(path, format="parquet", partitioning="hive",
+                          filesystem=filesystem).to_batches()
     table, _ = to_arrow(source, role, limits)
     return table.to_batches()
 

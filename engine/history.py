@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import remote
 from .errors import InputError, label_of, option, shown
 from .state_bytes import from_bytes, to_bytes
 
@@ -72,12 +73,17 @@ def append(store, report, *, name, gt_hash, gate=None, baseline=None, now=None):
            "summary": json.dumps(summary, sort_keys=True),
            "state": to_bytes(report.state.state_dict()), "per_image": ipc.getvalue()}
     table = pa.Table.from_pylist([row], schema=SCHEMA)
+    name = f"{PREFIX}{run_id}{SUFFIX}"
+    if remote.is_remote(store):  # an object appears whole: no rename needed, nor possible
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        remote.write_bytes(remote.join(store, name), buffer.getvalue())
+        return run_id
     os.makedirs(store, exist_ok=True)
-    final = os.path.join(store, f"{PREFIX}{run_id}{SUFFIX}")
-    hidden = os.path.join(store, f".{PREFIX}{run_id}{SUFFIX}.part")
+    hidden = os.path.join(store, f".{name}.part")
     try:
         pq.write_table(table, hidden)
-        os.replace(hidden, final)
+        os.replace(hidden, os.path.join(store, name))
     finally:
         if os.path.exists(hidden):
             os.remove(hidden)
@@ -85,18 +91,25 @@ def append(store, report, *, name, gt_hash, gate=None, baseline=None, now=None):
 
 
 def _files(store):
+    """(filesystem or None, path) of each stored run."""
+    if remote.is_remote(store):
+        import pyarrow.fs as pafs
+        filesystem, path = remote.resolve(store)
+        found = filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        return sorted((filesystem, f.path) for f in found if f.base_name.startswith(PREFIX)
+                      and f.base_name.endswith(SUFFIX))
     if not os.path.isdir(store):
         return []
-    return sorted(os.path.join(store, f) for f in os.listdir(store)
+    return sorted((None, os.path.join(store, f)) for f in os.listdir(store)
                   if f.startswith(PREFIX) and f.endswith(SUFFIX))
 
 
 def runs(store):
     """Every stored run's LISTED columns, oldest first: a list of dicts."""
     rows = []
-    for path in _files(store):
+    for filesystem, path in _files(store):
         try:
-            rows += pq.read_table(path, columns=list(LISTED)).to_pylist()
+            rows += pq.read_table(path, columns=list(LISTED), filesystem=filesystem).to_pylist()
         except (OSError, pa.ArrowInvalid, KeyError) as exc:
             raise InputError(f"{label_of(path)}: not a pointscore history run: "
                              f"{str(exc).splitlines()[0]}") from None
@@ -106,8 +119,12 @@ def runs(store):
 def load(store, run_id):
     """One stored run with what a gate needs (StoredRun)."""
     from .state import MetricState
-    path = os.path.join(store, f"{PREFIX}{run_id}{SUFFIX}")
-    table = pq.read_table(path)
+    name = f"{PREFIX}{run_id}{SUFFIX}"
+    if remote.is_remote(store):
+        filesystem, path = remote.resolve(remote.join(store, name))
+    else:
+        filesystem, path = None, os.path.join(store, name)
+    table = pq.read_table(path, filesystem=filesystem)
     row = table.select(list(LISTED)).to_pylist()[0]
     per_image = pa.ipc.open_stream(table["per_image"][0].as_py()).read_all()
     state = MetricState.from_state_dict(from_bytes(table["state"][0].as_py()))

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 
+from . import remote
 from .errors import InputError, label_of, option
 from .html_parts import color, load_matplotlib, middle, note, table
 from .outputs import report_directory_problem, umask
@@ -64,6 +65,13 @@ def write_report(directory, reports, comparison=None, worst=10):
 # -- writing ------------------------------------------------------------------------------
 
 def write_atomically(directory, text):
+    if remote.is_remote(directory):  # an object appears whole: no swap needed
+        try:
+            remote.write_bytes(remote.join(directory, "index.html"), text.encode("utf-8"))
+        except OSError as exc:
+            raise InputError(f"{option('report')} {label_of(directory)}: cannot write: "
+                             f"{str(exc).splitlines()[0]}") from None
+        return
     parent = os.path.dirname(os.path.abspath(directory))
     try:
         tmp = tempfile.mkdtemp(prefix=".pointscore-report-", dir=parent)

@@ -20,6 +20,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from . import remote
 from .errors import InputError, OutputError, label_of, option
 
 TABLE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
@@ -97,7 +98,7 @@ def table_format(name, path):
 def output_path_problem(name, path):
     """Why ``path`` cannot be written as output ``name``, or None: checked before the
     work, not after it."""
-    if path == STDOUT:
+    if path == STDOUT or remote.is_remote(path):  # an object store: written at the end
         return None
     real = os.path.realpath(path)
     directory = os.path.dirname(real)
@@ -129,7 +130,7 @@ def output_problems(outputs, inputs=()):
         if not path:
             problems.append(f"usage error: {option(name)} needs a path")
             continue
-        real = STDOUT if path == STDOUT else os.path.realpath(path)
+        real = path if path == STDOUT or remote.is_remote(path) else os.path.realpath(path)
         if real in seen:
             problems.append(f"usage error: {option(seen[real])} and {option(name)} both name "
                             f"{label_of(path)}")
@@ -155,6 +156,9 @@ def destination(path):
     if path == STDOUT:
         yield Destination(None, "standard output")
         return
+    if remote.is_remote(path):
+        yield from _remote_destination(path)
+        return
     target = os.path.realpath(path)  # through a link, the file it points to
     if _kind(target) == "through":
         yield Destination(target, label_of(path), path)
@@ -176,6 +180,23 @@ def destination(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _remote_destination(uri):
+    """A local temporary file, uploaded whole to ``uri`` on leaving without an error (an
+    object appears whole or not at all)."""
+    suffix = next((s for s in TABLE_FORMATS if uri.lower().endswith(s)), "")
+    fd, tmp = tempfile.mkstemp(prefix=".pointscore-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Destination(tmp, label_of(uri), uri)
+        try:
+            remote.upload(tmp, uri)
+        except OSError as exc:
+            raise OutputError(f"{label_of(uri)}: cannot write: "
+                              f"{str(exc).splitlines()[0]}") from None
+    finally:
+        os.unlink(tmp)
 
 
 def umask():
@@ -208,6 +229,8 @@ def report_directory_problem(directory):
     after it. It must be new, empty or a previous report (a directory holding only the
     regular file ``index.html``), and not a link: a report never deletes what it did
     not write."""
+    if remote.is_remote(directory):  # index.html is written there whole, at the end
+        return None
     path = os.path.abspath(directory)
     parent = os.path.dirname(path)
     shown = f"{option('report')} {label_of(directory)}"

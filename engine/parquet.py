@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import check
+from . import check, remote
 from .batch import rank_tables
 from .errors import InputError, first_line, label_of
 from .extents import bounding_boxes, merge_boxes
@@ -69,10 +69,15 @@ def open_source(source, role, radius=None, limits=TRUSTED):
     checked against the limits."""
     name = os.fspath(source)
     label = label_of(name)
-    check_footers(name, check_input_path(name, limits.untrusted), label, limits)
+    if remote.is_remote(name):
+        filesystem, located, files = remote.input_files(name)
+    else:
+        filesystem, located, files = None, name, check_input_path(name, limits.untrusted)
+    check_footers(name, files, label, limits, filesystem)
     import pyarrow.dataset as ds  # here: it imports pandas, a tenth of a second
     try:
-        dataset = ds.dataset(name, format="parquet", partitioning="hive")
+        dataset = ds.dataset(located, format="parquet", partitioning="hive",
+                             filesystem=filesystem)
         fragments = list(dataset.get_fragments())
         parquet_bounds(label, [fragment.metadata for fragment in fragments], limits,
                        f"{ROLES[role]} rows")

@@ -16,6 +16,7 @@ import os
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import remote
 from .errors import InputError, first_line, label_of, option
 from .files import check_input_path
 from .limits import TRUSTED
@@ -32,9 +33,12 @@ COUNT_CHUNK = 1 << 24
 
 
 def is_parquet(source):
-    """A path to a Parquet file or dataset directory."""
-    return isinstance(source, (str, os.PathLike)) and (
-        os.path.isdir(source) or os.fspath(source).lower().endswith(PARQUET_SUFFIXES))
+    """A path (or URI) to a Parquet file or dataset directory."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    if os.fspath(source).lower().endswith(PARQUET_SUFFIXES):
+        return True
+    return remote.is_directory(source) if remote.is_remote(source) else os.path.isdir(source)
 
 
 def column_names(schema, label):
@@ -62,16 +66,19 @@ def metadata_points(meta):
 FOOTER_BYTES_PER_GROUP = 1024
 
 
-def check_footers(name, paths, label, limits):
+def check_footers(name, paths, label, limits, filesystem=None):
     """Refuse a Parquet file, or a dataset directory holding one (``paths``: its files,
-    as files.check_input_path found them), whose footer is too large for the row
-    groups the limits allow: read from its last 8 bytes alone."""
+    as files.check_input_path or remote.input_files found them, within ``filesystem``
+    when remote), whose footer is too large for the row groups the limits allow: read
+    from its last 8 bytes alone."""
     most = limits.row_groups * FOOTER_BYTES_PER_GROUP
     for path in paths:
-        with open(path, "rb") as file:
-            if file.seek(0, os.SEEK_END) < 8:
+        with (open(path, "rb") if filesystem is None
+              else filesystem.open_input_file(path)) as file:
+            end = file.seek(0, os.SEEK_END)
+            if end < 8:
                 continue  # pyarrow says what is wrong with it
-            file.seek(-8, os.SEEK_END)
+            file.seek(end - 8)
             tail = file.read(8)
         size = int.from_bytes(tail[:4], "little")
         if tail[4:] == b"PAR1" and size > most:
@@ -96,22 +103,22 @@ def parquet_bounds(label, metas, limits, what):
             raise limits.exceeded("points", found, f"{label}: {what}")
 
 
-def _read_parquet(name, files, label, role, limits):
-    check_footers(name, files, label, limits)
+def _read_parquet(name, files, label, role, limits, filesystem, directory):
+    check_footers(name, files, label, limits, filesystem)
     what = f"{ROLES[role]} rows"
-    if not os.path.isdir(name):  # pyarrow.dataset is for directories: it imports pandas
-        file = pq.ParquetFile(name)
+    if not directory:  # pyarrow.dataset is for directories: it imports pandas
+        file = pq.ParquetFile(name if filesystem is None else filesystem.open_input_file(name))
         parquet_bounds(label, [file.metadata], limits, what)
         return file.read()
     import pyarrow.dataset as ds
-    dataset = ds.dataset(name, format="parquet", partitioning="hive")
+    dataset = ds.dataset(name, format="parquet", partitioning="hive", filesystem=filesystem)
     fragments = list(dataset.get_fragments())
     parquet_bounds(label, [fragment.metadata for fragment in fragments], limits, what)
     return dataset.to_table()
 
 
-def _read_arrow(name, label, limits):
-    source = pa.memory_map(name)
+def _read_arrow(name, label, limits, filesystem):
+    source = pa.memory_map(name) if filesystem is None else filesystem.open_input_file(name)
     try:
         reader = pa.ipc.open_file(source)
         batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -127,14 +134,21 @@ def _read_arrow(name, label, limits):
     return pa.Table.from_batches(kept, schema=reader.schema)
 
 
-def scan_text(name, max_lines=None):
+def _text_stream(name, filesystem=None):
+    """A text file's bytes, decompressed by its extension."""
+    if filesystem is None:
+        return pa.input_stream(name, compression="detect")
+    return filesystem.open_input_stream(name, compression="detect")
+
+
+def scan_text(name, max_lines=None, filesystem=None):
     """Stream a text file (decompressed), counting its lines (stopping past
     ``max_lines``) and checking that it is UTF-8: pyarrow checks the values it parses,
     not the header, nor the rows it cannot parse. Returns (lines, the first line that
     is not UTF-8 or None)."""
     lines = 0
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with pa.input_stream(name, compression="detect") as stream:
+    with _text_stream(name, filesystem) as stream:
         while chunk := stream.read(COUNT_CHUNK):
             pending = len(decoder.getstate()[0])  # a character split across chunks
             try:
@@ -161,30 +175,37 @@ def reader_problem(exc):
     return text
 
 
-def _read_csv(name, label, lower, limits):
+def _read_csv(name, label, lower, limits, filesystem):
     import pyarrow.csv as csv
-    lines, not_utf8 = scan_text(name, limits.points + 1)
+    lines, not_utf8 = scan_text(name, limits.points + 1, filesystem)
     if not_utf8 is not None:
         raise InputError(f"{label}: line {not_utf8}: not UTF-8 text")
     if lines > limits.points + 1:
         raise limits.exceeded("points", lines - 1, f"{label}: rows")
     delimiter = "\t" if lower.endswith(".tsv") else ","
-    return csv.read_csv(name, parse_options=csv.ParseOptions(delimiter=delimiter))
+    with _text_stream(name, filesystem) as stream:
+        return csv.read_csv(stream, parse_options=csv.ParseOptions(delimiter=delimiter))
 
 
 def _read_path(path, role, limits):
     name = os.fspath(path)
     label = label_of(name)
-    files = check_input_path(name, limits.untrusted)
+    if remote.is_remote(name):
+        filesystem, located, files = remote.input_files(name)
+        directory = files != [located]
+    else:
+        filesystem, located = None, name
+        files = check_input_path(name, limits.untrusted)
+        directory = os.path.isdir(name)
     lower = name.lower()
     try:
-        if os.path.isdir(name) or lower.endswith(PARQUET_SUFFIXES):
-            table = _read_parquet(name, files, label, role, limits)
+        if directory or lower.endswith(PARQUET_SUFFIXES):
+            table = _read_parquet(located, files, label, role, limits, filesystem, directory)
         elif lower.endswith(ARROW_SUFFIXES):
-            table = _read_arrow(name, label, limits)
+            table = _read_arrow(located, label, limits, filesystem)
             table.validate(full=True)
         elif lower.endswith(CSV_SUFFIXES):
-            table = _read_csv(name, label, lower, limits)
+            table = _read_csv(located, label, lower, limits, filesystem)
         else:
             raise InputError(f"{label}: unknown file type (expected .parquet, .arrow, "
                              ".feather, .ipc, .csv or a Parquet dataset directory)")

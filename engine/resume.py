@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 import pyarrow as pa
 
+from . import remote
 from .errors import InputError, label_of, option
 from .state_bytes import from_bytes, to_bytes
 from .version import package_version
@@ -29,6 +30,10 @@ def _identity(source, role):
         raise InputError(f"{option('resume')} needs inputs that are files; the {role} table "
                          "is held in memory")
     path = os.fspath(source)
+    if remote.is_remote(path):
+        filesystem, located, files = remote.input_files(path)
+        return sorted([f.path, f.size, f.mtime_ns]
+                      for f in filesystem.get_file_info(files))
     if os.path.isdir(path):
         return sorted([os.path.relpath(os.path.join(root, name), path),
                        os.stat(os.path.join(root, name)).st_size,

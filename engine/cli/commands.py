@@ -68,6 +68,10 @@ def streams(gt, pred, shard_points, limits):
     holds an image's). Their metadata is read only once the path and the footer's size
     pass the limits' checks: a FIFO would block, a huge footer take gigabytes."""
     import pyarrow.parquet as pq
+
+    from .. import remote
+    if any(remote.is_remote(p) and is_parquet(p) for p in (gt, pred)):
+        return True  # read as it is scored, shard by shard, whatever its size
     parquet = [p for p in (gt, pred) if is_parquet(p) and os.path.exists(p)]
     if any(os.path.isdir(p) for p in parquet):
         return True
