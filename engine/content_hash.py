@@ -1,8 +1,10 @@
 """A hash of what a ground truth says, not of how its file is written: the columns that
-scoring reads, value by value, in row order. The same points re-written with other
-compression, row groups, file splits or column order hash alike; any changed point,
-class, radius or image does not. The history store keys runs by it, so that a
-regression gate never compares runs scored on different ground truths."""
+scoring reads, value by value, in row order, integers, floats and text each in one
+canonical type. The same rows in the same order, re-written with other compression,
+row groups, file splits, column order or column types (a pandas category, int32),
+hash alike; any changed point, class, radius or image, or another row order, does not.
+The history store keys runs by it, so that a regression gate never compares runs
+scored on different ground truths."""
 import hashlib
 
 import numpy as np
@@ -26,7 +28,7 @@ def _column_digests(batches, names):
             if name not in batch.schema.names:
                 continue
             column = batch.column(name)
-            digest = digests.setdefault(name, hashlib.sha256(str(column.type).encode()))
+            digest = digests.setdefault(name, hashlib.sha256(name.encode()))
             for part in _leaves(column):
                 _update(digest, part)
     return digests
@@ -44,13 +46,32 @@ def _leaves(column):
         yield column
 
 
-def _update(digest, array):
+def _canonical(array):
+    """The array as the values it holds: dictionaries decoded, integers as int64,
+    floats as float64, text as large strings, so that how a writer stored them (a
+    pandas category, int32 hive keys, a CSV reader's guesses) never shows."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_integer(array.type):
+        return array.cast(pa.int64())
+    if pa.types.is_floating(array.type):
+        return array.cast(pa.float64())
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return array.cast(pa.large_string())
+    return array
+
+
+def _update(digest, array):
+    array = _canonical(array)
+    if pa.types.is_large_string(array.type):
         for value in array.to_pylist():
             text = "\x00" if value is None else value
             digest.update(len(text).to_bytes(8, "little") + text.encode())
-    else:
+    elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
         digest.update(np.ascontiguousarray(array.to_numpy(zero_copy_only=False)).tobytes())
+    else:  # any other type: its values as text, never an object array's addresses
+        for value in array.to_pylist():
+            digest.update(repr(value).encode() + b"\x00")
 
 
 def _batches(source, role, limits):

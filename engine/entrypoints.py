@@ -129,10 +129,10 @@ def evaluate_stream(gt, pred, images=None, *, shard_points=DEFAULT_SHARD_POINTS,
     check_run_options(strategy, shard_points, True, scratch_dir)
     backend, note = backend_for(options.device)
     outputs = _outputs(per_image_path, matches_path, matches)
-    checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
-                               shard_points, outputs.matches)
     inputs = open_inputs(gt, pred, images, options, stream=True, mapper=serial_map,
                          matches=outputs.matches, limits=limits)
+    checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
+                               shard_points, outputs.matches)  # once the inputs passed
     return run(inputs, options, outputs, mapper=serial_map, device=backend.name, note=note,
                limits=limits, shard_points=shard_points, strategy=strategy,
                scratch_dir=scratch_dir, progress=progress, strict=strict,
@@ -177,13 +177,13 @@ def evaluate_distributed(gt, pred, images=None, *, workers=None, scheduler=None,
     can_partition = not scheduler or scratch_dir is not None
     check_run_options(strategy, shard_points, can_partition, scratch_dir)
     outputs = _outputs(per_image_path, matches_path, matches)
-    checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
-                               shard_points, outputs.matches)
     with dask_client(workers, scheduler, options.device) as client:
         mapper = DaskMap(client)
         device, note = next(mapper(_device_of, [options.device], "device"))
         inputs = open_inputs(gt, pred, images, options, stream=True, mapper=mapper,
                              piece_rows=shard_points, matches=outputs.matches, limits=limits)
+        checkpoints = _checkpoints(resume, scratch_dir, (gt, pred, images), options,
+                                   shard_points, outputs.matches)
         return run(inputs, options, outputs, mapper=mapper, device=device, note=note,
                    limits=limits, shard_points=shard_points,
                    piece_rows=shard_points, strategy=strategy, scratch_dir=scratch_dir,

@@ -99,7 +99,7 @@ def judge(conditions, report, baseline, run_id):
                 p_values["f1"][thresholds.index(c.threshold)]
         holds = change > c.by and (c.p is None or (p is not None and p < c.p))
         failed |= holds
-        tail = "" if c.p is None else \
+        tail = "" if c.p is None else f" (p undefined, {c.p:g})" if p is None else \
             f" (p = {p:.4f}{' <' if p < c.p else ', not <'} {c.p:g})"
         lines.append(f"{name} {word} by {change:.4g} ({old:.4f} -> {new:.4f}) against run "
                      f"{run_id}{tail}: {'regression' if holds else 'within the gate'} "

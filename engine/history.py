@@ -90,6 +90,24 @@ def append(store, report, *, name, gt_hash, gate=None, baseline=None, now=None):
     return run_id
 
 
+def check_store(store):
+    """An InputError unless runs can be kept in ``store``: a directory, or a new one in
+    an existing directory, writable (an object store is checked when written)."""
+    if remote.is_remote(store):
+        return
+    label = f"{option('history')} {label_of(store)}"
+    if os.path.exists(store):
+        if not os.path.isdir(store):
+            raise InputError(f"{label}: exists and is not a directory")
+        if not os.access(store, os.W_OK | os.X_OK):
+            raise InputError(f"{label}: cannot write there")
+        return
+    parent = os.path.dirname(os.path.abspath(store))
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{label}: cannot be made: {label_of(parent)} is not a writable "
+                         "directory")
+
+
 def _files(store):
     """(filesystem or None, path) of each stored run."""
     if remote.is_remote(store):

@@ -113,7 +113,9 @@ def output_path_problem(name, path):
 
 
 def _inside(path, directory):
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+    """Whether ``path`` is ``directory`` or within it (URIs by their '/' separated keys)."""
+    sep = "/" if remote.is_remote(directory) else os.sep
+    return path == directory or path.startswith(directory.rstrip(sep) + sep)
 
 
 def output_problems(outputs, inputs=()):
@@ -122,7 +124,8 @@ def output_problems(outputs, inputs=()):
     earlier), an output naming an input ((name, path) pairs) or lying inside an input
     directory, a path that cannot be written. A 'report' names a directory."""
     problems, seen = [], {}
-    sources = [(name, os.path.realpath(path)) for name, path in inputs
+    sources = [(name, path if remote.is_remote(path) else os.path.realpath(path))
+               for name, path in inputs
                if isinstance(path, (str, os.PathLike)) and path != STDOUT]
     for name, path in outputs.items():
         if path is None:

@@ -1,11 +1,13 @@
 """``--resume``: a streamed or distributed run that keeps each finished shard (its metric
-state, per-image rows, match rows and image rows) in ``SCRATCH/pointscore-resume``, so
+state, per-image rows, match rows and image rows) in ``SCRATCH/pointscore-resume-<job>``
+(one folder per job: the inputs it names), so
 that a run killed part way goes on where it stopped. Each shard is written under a
 hidden name and renamed into place once whole, so a kill leaves finished shards or
 nothing. A manifest records what the run reads and how it scores; a run with other
 inputs (a file's size or modification time) or options is refused, not mixed in.
 After a run completes, its checkpoints are removed.
 """
+import hashlib
 import io
 import json
 import os
@@ -70,11 +72,17 @@ class Checkpoints:
         InputError
             When the folder holds a run of other inputs or options.
         """
-        folder = os.path.join(scratch_dir or tempfile.gettempdir(), FOLDER)
+        # One folder per job (the inputs it names), so that jobs sharing a scratch
+        # directory never meet; within it, the manifest tells a changed input (sizes,
+        # times) or changed options, which are refused rather than mixed in.
+        identities = {f"input {role}": None if path is None else _identity(path, role)
+                      for role, path in inputs.items()}
+        names = {role: None if path is None else os.fspath(path)
+                 for role, path in inputs.items()}
+        digest = hashlib.sha256(json.dumps(names, sort_keys=True).encode()).hexdigest()
+        folder = os.path.join(scratch_dir or tempfile.gettempdir(), f"{FOLDER}-{digest[:16]}")
         parts = {"version": package_version(), "scoring": scoring,
-                 "shard_points": shard_points, "matches": matches,
-                 **{f"input {role}": None if path is None else _identity(path, role)
-                    for role, path in inputs.items()}}
+                 "shard_points": shard_points, "matches": matches, **identities}
         manifest = os.path.join(folder, MANIFEST)
         if os.path.exists(manifest):
             with open(manifest, encoding="utf-8") as file:

@@ -210,3 +210,45 @@ def test_the_content_hash_sees_points_not_files(files, tmp_path):
     moved = gt.set_column(gt.schema.get_field_index("x"), "x", pa.array(x))
     assert ground_truth_hash(moved, files["images"], None, TRUSTED) != base
     assert ground_truth_hash(files["gt"], None, None, TRUSTED) != base
+
+
+def test_a_streamed_run_keeps_its_per_image_rows_for_the_gate(files, tmp_path, capsys):
+    store = tmp_path / "history"
+    argv = ["--shard-points", "500", "--per-image", str(tmp_path / "rows.csv"), "--fail-if",
+            "map drop > 0.005 at p < 0.05"]
+    assert evaluate(files, "model", store, *argv) == 0
+    assert evaluate(files, "worse", store, *argv) == 3
+    assert len(pyarrow.csv.read_csv(tmp_path / "rows.csv")) == 40  # written all the same
+    capsys.readouterr()
+    assert evaluate(files, "model", store, "--shard-points", "500", "--per-image", "-") == 0
+    assert capsys.readouterr().out.startswith('"image_id",')
+
+
+def test_nightly_misuse_is_refused_before_any_work(files, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert evaluate(files, "model", tmp_path / "file") == 2
+    assert "--history" in capsys.readouterr().err
+    assert main(["evaluate", "--gt", files["gt"], "--pred", files["model"], "--history",
+                 str(tmp_path / "h"), "--fail-if", "map drop > 0.01 at p < 0.05"]) == 2
+    assert "give --images" in capsys.readouterr().err
+    assert main(["history", str(tmp_path / "nowhere")]) == 2
+    assert "no such history store" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_the_hash_ignores_how_values_are_stored(files):
+    gt = pq.read_table(files["gt"]).drop_columns(["class"])
+    klass = pa.array(np.arange(len(gt)) % 3)
+    plain = gt.append_column("class", klass)
+    stored = gt.append_column("class", klass.cast(pa.int32()).dictionary_encode())
+    assert ground_truth_hash(plain, None, None, TRUSTED) == \
+        ground_truth_hash(stored, None, None, TRUSTED)
+
+
+def test_job_values_may_begin_with_a_dash(files, tmp_path):
+    job = tmp_path / "job.toml"
+    job.write_text(f'gt = "{files["gt"]}"\npred = "{files["model"]}"\nimages = '
+                   f'"{files["images"]}"\nthresholds = [4, 8]\ndevice = "cpu"\n'
+                   f'history = "h"\nname = "-nightly"\n')
+    assert main(["run", str(job)]) == 0
+    assert history.runs(str(tmp_path / "h"))[0]["name"] == "-nightly"

@@ -112,6 +112,8 @@ def test_the_command_reads_and_writes_s3(dataset, s3, tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv[:2], f"s3://{BUCKET}/nothing.parquet", *argv[3:]]) == 2
     assert "s3://crowd/nothing.parquet: no such file or directory" in capsys.readouterr().err
+    assert main([*argv, "--json", f"{on_s3['gt']}/summary.json"]) == 2  # inside an input
+    assert "would write over the input --gt" in capsys.readouterr().err
 
 
 def test_a_history_store_on_s3_gates_runs(dataset, s3):

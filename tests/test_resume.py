@@ -53,15 +53,15 @@ def test_an_interrupted_run_goes_on_from_its_kept_shards(files, tmp_path, monkey
     monkeypatch.setattr(pipeline, "score_shard", failing)
     with pytest.raises(KeyboardInterrupt):
         streamed(files, tmp_path, resume=True)
-    kept = resume.Checkpoints(str(tmp_path / resume.FOLDER)).finished()
-    assert kept == {0, 1, 2, 3, 4}
+    (folder,) = tmp_path.glob(f"{resume.FOLDER}-*")  # one job, one folder
+    assert resume.Checkpoints(str(folder)).finished() == {0, 1, 2, 3, 4}
     scored.clear()
     scored.append("resumed")
     again = streamed(files, tmp_path, resume=True)
     assert 0 not in scored and 5 in scored  # only the shards it had not kept
     assert again.summary == expected.summary
     assert again.per_image.equals(expected.per_image)
-    assert not (tmp_path / resume.FOLDER).exists()  # complete: the checkpoints go
+    assert not list(tmp_path.glob(f"{resume.FOLDER}-*"))  # complete: the checkpoints go
 
 
 def test_a_killed_command_resumes_bit_for_bit(files, tmp_path):
@@ -75,12 +75,13 @@ def test_a_killed_command_resumes_bit_for_bit(files, tmp_path):
             "--json", str(out / "summary.json"), "--per-image", str(out / "per_image.parquet")]
     command = subprocess.Popen([sys.executable, "-m", "pointscore", *argv],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    folder = scratch / resume.FOLDER
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and command.poll() is None:
-        if folder.exists() and len([n for n in os.listdir(folder) if n.endswith(".npz")]) >= 3:
+        folders = list(scratch.glob(f"{resume.FOLDER}-*"))
+        if folders and len([n for n in os.listdir(folders[0]) if n.endswith(".npz")]) >= 3:
             break
         time.sleep(0.01)
+    (folder,) = folders
     command.send_signal(signal.SIGKILL)
     command.wait()
     assert command.returncode == -signal.SIGKILL, "the run ended before it could be killed"
@@ -116,3 +117,16 @@ def test_a_changed_input_or_option_is_refused(files, tmp_path, monkeypatch):
     with pytest.raises(InputError, match="resume needs inputs that are files"):
         pointscore.evaluate_stream(pq.read_table(files["gt"]), files["pred"], resume=True,
                                    **OPTIONS)
+
+
+def test_jobs_sharing_a_scratch_directory_keep_apart_and_bad_inputs_leave_nothing(
+        files, tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        pointscore.evaluate_stream(files["gt"], str(tmp_path / "missing.parquet"),
+                                   scratch_dir=str(tmp_path), resume=True, **OPTIONS)
+    assert not list(tmp_path.glob(f"{resume.FOLDER}-*"))  # checked inputs first
+    first = resume.Checkpoints.open(str(tmp_path), {"gt": files["gt"], "pred": files["pred"]},
+                                    {"match": "greedy"}, SHARD_POINTS, False)
+    other = resume.Checkpoints.open(str(tmp_path), {"gt": files["gt"], "pred": files["images"]},
+                                    {"match": "greedy"}, SHARD_POINTS, False)
+    assert first.folder != other.folder

@@ -102,30 +102,35 @@ def evaluate_command(args):
         raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
                          f"{option('scheduler')} (an existing one), not both")
     scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins)
-    conditions = _gate_conditions(args)
+    limits = _limits(args)
+    kept = _before_history(args, scoring, limits)
     distributed = args.workers is not None or args.scheduler
     with ExitStack() as stack:
         # Every output takes its place only once all are complete.
         dest = {name: stack.enter_context(destination(path))
                 for name, path in outputs.items() if path and name != "report"}
+        # A run kept in a history keeps its per-image rows in memory: the gate reads them.
+        per_image_to = None if args.history else dest.get("per_image")
         sharded = dict(shard_points=args.shard_points, scratch_dir=args.scratch_dir,
-                       per_image_path=dest.get("per_image"), matches_path=dest.get("matches"),
+                       per_image_path=per_image_to, matches_path=dest.get("matches"),
                        progress=None, resume=args.resume)
-        limits = _limits(args)
+        streamed = bool(distributed) or args.resume or streams(args.gt, args.pred,
+                                                               args.shard_points, limits)
         if distributed:
             report = evaluate_distributed(args.gt, args.pred, args.images, **scoring, **sharded,
                                           workers=args.workers, scheduler=args.scheduler,
                                           limits=limits)
-        elif args.resume or streams(args.gt, args.pred, args.shard_points, limits):
+        elif streamed:
             report = evaluate_stream(args.gt, args.pred, args.images, **scoring, **sharded,
                                      limits=limits)
         else:
             report = evaluate(args.gt, args.pred, args.images, **scoring,
                               matches=args.matches is not None, limits=limits)
-            for name, table in (("per_image", report.per_image), ("matches", report.matches)):
-                if name in dest:
-                    with RowSink(dest[name], name=name) as sink:
-                        sink.write(table)
+        for name, table in (("per_image", report.per_image), ("matches", report.matches)):
+            written = streamed and (per_image_to if name == "per_image" else True)
+            if name in dest and not written:  # rows held in memory
+                with RowSink(dest[name], name=name) as sink:
+                    sink.write(table)
         for line in report.notes:
             say(line)
         summary = _with_warnings(report.summary, report.warning_lines(flag))
@@ -139,12 +144,13 @@ def evaluate_command(args):
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary)
                          + (class_table(report.summary) if args.per_class else ""))
     if args.history:
-        return _keep_in_history(args, report, conditions, limits)
+        return _keep_in_history(args, report, kept)
     return report
 
 
-def _gate_conditions(args):
-    """The --fail-if conditions, read before any work; the nightly flags' usage."""
+def _before_history(args, scoring, limits):
+    """The nightly flags' checks, before any work: their usage, the store, the gate's
+    expression, the ground truth's hash and the baseline. None without --history."""
     if not args.history:
         for name in ("name", "baseline", "fail_if"):
             if getattr(args, name):
@@ -153,52 +159,43 @@ def _gate_conditions(args):
     if args.baseline and not args.fail_if:
         raise InputError(f"usage error: {option('baseline')} is what {option('fail_if')} "
                          "compares with: give both")
-    if not args.fail_if:
-        return None
-    from ..gate import parse
-    return parse(args.fail_if, args.thresholds)
-
-
-def _keep_in_history(args, report, conditions, limits):
-    """Gate the run against its baseline (when asked), then append it to the store."""
     from types import SimpleNamespace
 
     from .. import gate, history
     from ..content_hash import ground_truth_hash
-    per_image = report.per_image if report.per_image is not None \
-        else _written_table("per_image", args.per_image)  # a streamed run wrote it out
-    run = SimpleNamespace(summary=report.summary, per_image=per_image, state=report.state)
+    from ..options import ScoringOptions
+    history.check_store(args.history)
+    conditions = gate.parse(args.fail_if, args.thresholds) if args.fail_if else None
+    if conditions and any(c.p is not None for c in conditions) and not args.images:
+        raise InputError(f"usage error: {option('fail_if')} with 'at p < P' pairs the run's "
+                         f"images with the baseline's: give {option('images')}, so that both "
+                         "score the same images")
+    options = ScoringOptions.create(**{k: v for k, v in scoring.items() if k != "strict"})
     gt_hash = ground_truth_hash(args.gt, args.images, args.radius, limits)
-    verdict, baseline = None, None
+    baseline = None
     if conditions is not None:
         baseline = history.baseline_of(args.history, args.baseline or "last", gt_hash,
-                                       history.config_key(report.summary))
+                                       history.config_key({"config": options.config("cpu")}))
         if baseline is None:
             say("gate: no earlier run on this ground truth with these options yet: "
                 "nothing to compare with")
-        else:
-            verdict = gate.judge(conditions, run, baseline, baseline.row["run_id"])
-    run_id = history.append(args.history, run, name=args.name, gt_hash=gt_hash,
+    return SimpleNamespace(conditions=conditions, gt_hash=gt_hash, baseline=baseline)
+
+
+def _keep_in_history(args, report, kept):
+    """Gate the run against its baseline (when there is one), then keep it in the store."""
+    from .. import gate, history
+    verdict = None if kept.baseline is None else \
+        gate.judge(kept.conditions, report, kept.baseline, kept.baseline.row["run_id"])
+    run_id = history.append(args.history, report, name=args.name, gt_hash=kept.gt_hash,
                             gate=None if verdict is None else
                             ("failed" if verdict.failed else "passed"),
-                            baseline=None if baseline is None else baseline.row["run_id"])
+                            baseline=None if kept.baseline is None
+                            else kept.baseline.row["run_id"])
     for line in verdict.lines if verdict else ():
         say(f"gate: {line}")
     say(f"run {run_id} kept in {label_of(args.history)}")
     return GATE_FAILED if verdict is not None and verdict.failed else report
-
-
-def _written_table(name, path):
-    """A table output read back from its file."""
-    if path == STDOUT:
-        raise InputError(f"usage error: {option('history')} keeps the per-image table, which "
-                         f"went to standard output: give {option(name)} a file")
-    import pyarrow.csv
-    import pyarrow.json
-    import pyarrow.parquet
-    read = {"parquet": pyarrow.parquet.read_table, "csv": pyarrow.csv.read_csv,
-            "jsonl": pyarrow.json.read_json}[table_format(name, path)]
-    return read(path)
 
 
 def run_command(args):
@@ -209,7 +206,10 @@ def run_command(args):
 
 
 def history_command(args):
-    from .. import history
+    from .. import history, remote
+    if not remote.is_remote(args.store) and not os.path.isdir(args.store):
+        raise InputError(f"{label_of(args.store)}: no such history store (a directory "
+                         f"that {option('history')} made)")
     rows = [row for row in history.runs(args.store)
             if args.name is None or row["name"] == args.name]
     if args.json:

@@ -7,7 +7,8 @@ level or in tables that only group them (``[inputs]``, ``[scoring]``, ...). List
 lists (``thresholds = [4, 8]``), switches are booleans (``strict = true``). Relative
 paths are relative to the job file. An unknown key, or a value of the wrong kind, is an
 error naming it. The job becomes evaluate's command line, and flags given after the
-file are parsed after it, so they override its keys.
+file are parsed after it, so they override its keys (a switch the file sets true, such
+as ``strict``, stays on: leave it out of the file to choose it per run).
 """
 import argparse
 import os
@@ -77,5 +78,5 @@ def job_argv(path, parser):
         value = str(value)
         if key in PATH_KEYS and value != "-" and "://" not in value:
             value = os.path.join(folder, os.path.expanduser(value))
-        argv += [flag, value]
+        argv.append(f"{flag}={value}")  # one word: a value may begin with '-'
     return argv
