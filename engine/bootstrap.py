@@ -34,9 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pointscore.kernels.ap import RECALL_POINTS
-from pointscore.kernels.resample import sampled_precision
+from pointscore.kernels.resample import block_precision
 
 from .errors import InputError, option, shown
+from .group_threads import in_threads
 from .limits import MAX_RESAMPLES
 from .tally import per_image_sums
 
@@ -202,6 +203,18 @@ class ImageStats:
             by_threshold = np.ascontiguousarray(ap[rows][:, classes].transpose(0, 2, 1))
             out[rows] = by_threshold.mean(axis=-1).mean(axis=-1)
         return out
+
+
+def sampled_precision(weights, pred_image, class_off, positions, position_off, run_begin,
+                      run_end, run_off, n_t, n_gt, n_blocks):
+    """Interpolated precision at the 101 recall points (m, n_c, n_t, 101) of m weighted
+    replicates (kernels.resample.block_precision), in n_blocks interleaved blocks run
+    in threads."""
+    out = np.zeros((weights.shape[0], class_off.size - 1, n_t, RECALL_POINTS.size))
+    in_threads(lambda block: block_precision(weights, pred_image, class_off, positions,
+                                             position_off, run_begin, run_end, run_off, n_t,
+                                             n_gt, block, n_blocks, out), range(n_blocks))
+    return out
 
 
 def true_runs(is_tp):

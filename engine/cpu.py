@@ -15,7 +15,7 @@ def pair_lists(batch, tmax, scales=None, limits=TRUSTED):
     kernels.candidates.pair_lists, within the limits' pair budget."""
     lists = candidates.pair_lists(batch.gt_x, batch.gt_y, NO_AP if scales is None else scales,
                                   batch.gt_off, batch.pred_x, batch.pred_y, batch.pred_off,
-                                  tmax, limits.pairs)
+                                  tmax, limits.pairs, over_groups)
     if lists[0][-1] > limits.pairs:
         raise limits.exceeded("pairs", int(lists[0][-1]),
                               "candidate pairs within the largest threshold")

@@ -1,4 +1,4 @@
-"""Runs of (image, class) groups in threads.
+"""Runs of (image, class) groups, and other independent blocks of work, in threads.
 
 The CPU kernels are sequential and release the GIL (``nogil=True``): the engine splits
 a batch's groups into runs of about equal work and runs them in a pool of Numba's
@@ -54,10 +54,25 @@ def over_groups(run, p_off, g_off, threads=None):
     """
     threads = numba.get_num_threads() if threads is None else threads
     runs = group_runs(p_off, g_off, RUNS_PER_THREAD * threads if threads > 1 else 1)
-    if len(runs) <= 1:
-        for start, stop in runs:
-            run(start, stop)
+    in_threads(lambda r: run(*r), runs, threads)
+
+
+def in_threads(work, items, threads=None):
+    """Call ``work(item)`` for every item, in a pool of ``threads`` (Numba's thread count
+    by default) when there are several items; a call's exception is raised here.
+
+    Parameters
+    ----------
+    work : callable
+        A call that releases the GIL (a ``nogil`` kernel), writing only its own outputs.
+    items : sequence
+    threads : int, optional
+    """
+    threads = numba.get_num_threads() if threads is None else threads
+    if threads <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
         return
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(lambda r: run(*r), runs):
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        for _ in pool.map(work, items):
             pass  # map yields each result so that a kernel's exception is raised here

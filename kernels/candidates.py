@@ -12,7 +12,7 @@ every rule with per-point scales. Plain distances are searched lazily instead
 (kernels.tree).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import grid
 
@@ -82,17 +82,39 @@ def _scan_group(gx, gy, gr2, reach, g0, g1, px, py, p0, p1, kmax, counts, cursor
                             counts[p] += 1
 
 
-@njit(cache=True, parallel=True)
-def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs):
+@njit(cache=True, nogil=True)
+def _scan_groups(gx, gy, gr2, reach, g_off, px, py, p_off, kmax, counts, cursor, cand_gt,
+                 cand_key, cand_off):
+    """Count (cand_gt empty) or write and sort the pairs of the groups p_off/g_off
+    delimit (global offsets: any run of groups). Free of the GIL, so that runs of
+    groups go in threads."""
+    for k in range(p_off.size - 1):
+        _scan_group(gx, gy, gr2, reach, g_off[k], g_off[k + 1], px, py, p_off[k],
+                    p_off[k + 1], kmax, counts, cursor, cand_gt, cand_key)
+        if cand_gt.size:
+            for p in range(p_off[k], p_off[k + 1]):
+                # Gts were visited in ascending order: the sort only has to order by key.
+                sort_pairs(cand_key[cand_off[p]:cand_off[p + 1]],
+                           cand_gt[cand_off[p]:cand_off[p + 1]])
+
+
+def _in_one_run(run, p_off, g_off):
+    run(0, p_off.size - 1)
+
+
+NO_GT, NO_KEY = np.empty(0, np.int64), np.empty(0, np.float64)
+
+
+def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs, over_groups=_in_one_run):
     """Every (pred, gt) pair of a group with key <= tmax², per prediction; ``gr`` holds
-    each gt's scale, or is empty for plain distances.
+    each gt's scale, or is empty for plain distances. ``over_groups(run, p_off, g_off)``
+    calls ``run(start, stop)`` over runs of groups covering them all: one run by
+    default, threads with engine.group_threads.over_groups.
 
     Returns ``cand_off`` (n_pred + 1), ``cand_gt`` (global gt index) and ``cand_key``;
     each prediction's pairs are sorted by (key, gt index). With more than max_pairs
     pairs, only counted (cand_off[-1]): nothing is allocated for them.
     """
-    n_groups = g_off.size - 1
-    n_pred = px.size
     kmax = tmax * tmax
     if gr.size > 0:
         gr2 = gr * gr
@@ -100,24 +122,19 @@ def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs):
     else:
         gr2 = gr
         reach = np.full(gx.size, tmax)
-    counts = np.zeros(n_pred, np.int64)
-    no_gt = np.empty(0, np.int64)
-    no_key = np.empty(0, np.float64)
-    for k in prange(n_groups):
-        _scan_group(gx, gy, gr2, reach, g_off[k], g_off[k + 1], px, py, p_off[k],
-                    p_off[k + 1], kmax, counts, counts, no_gt, no_key)
-    cand_off = np.zeros(n_pred + 1, np.int64)
+    counts = np.zeros(px.size, np.int64)
+
+    def scan(cursor, cand_gt, cand_key, cand_off):
+        over_groups(lambda start, stop: _scan_groups(
+            gx, gy, gr2, reach, g_off[start:stop + 1], px, py, p_off[start:stop + 1], kmax,
+            counts, cursor, cand_gt, cand_key, cand_off), p_off, g_off)
+
+    scan(counts, NO_GT, NO_KEY, counts)
+    cand_off = np.zeros(px.size + 1, np.int64)
     cand_off[1:] = np.cumsum(counts)
     if cand_off[-1] == 0 or cand_off[-1] > max_pairs:
-        return cand_off, no_gt, no_key
-    cursor = cand_off[:-1].copy()
+        return cand_off, NO_GT, NO_KEY
     cand_gt = np.empty(cand_off[-1], np.int64)
     cand_key = np.empty(cand_off[-1], np.float64)
-    for k in prange(n_groups):
-        _scan_group(gx, gy, gr2, reach, g_off[k], g_off[k + 1], px, py, p_off[k],
-                    p_off[k + 1], kmax, counts, cursor, cand_gt, cand_key)
-    for p in prange(n_pred):
-        # Gts were visited in ascending order: the sort only has to order by key.
-        sort_pairs(cand_key[cand_off[p]:cand_off[p + 1]],
-                             cand_gt[cand_off[p]:cand_off[p + 1]])
+    scan(cand_off[:-1].copy(), cand_gt, cand_key, cand_off)
     return cand_off, cand_gt, cand_key

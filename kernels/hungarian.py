@@ -8,7 +8,7 @@ Pairs come from kernels.candidates.pair_lists with keys (d², or d²/r² with pe
 scales); a pair's cost is sqrt(key), its distance in threshold units.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True)
@@ -19,7 +19,7 @@ def _find_root(parent, i):
     return i
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def edge_components(p_off, g_off, cand_off, cand_gt, cand_key, kept, kmax):
     """Connected components of the bipartite graph of kept pairs with key <= kmax.
 
@@ -30,7 +30,7 @@ def edge_components(p_off, g_off, cand_off, cand_gt, cand_key, kept, kmax):
     n_pred = kept.size
     parent = np.arange(n_pred + g_off[-1])
     root_of_pred = np.full(n_pred, -1, np.int64)
-    for k in prange(p_off.size - 1):
+    for k in range(p_off.size - 1):  # linear in the pairs: not worth a thread pool
         for p in range(p_off[k], p_off[k + 1]):
             if not kept[p]:
                 continue

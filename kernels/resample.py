@@ -7,7 +7,7 @@ copies before each run, with the very IEEE operations of kernels.ap, so each
 replicate's AP equals the one of the literally duplicated dataset bit for bit.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .ap import EPS, RECALL_POINTS
 
@@ -97,23 +97,21 @@ def _class_precision(image_weight, pred_image, positions, run_off, run_begin, ru
         _threshold_precision(copies_at, run_begin[runs], run_end[runs], need, out[t])
 
 
-@njit(parallel=True, cache=True)
-def sampled_precision(weights, pred_image, class_off, positions, position_off, run_begin,
-                      run_end, run_off, n_t, n_gt, n_blocks):
-    """Interpolated precision at the 101 recall points (m, n_c, n_t, 101) of m weighted
-    replicates (ImageStats' AP lists); zeros for a class without ground truth in a
-    replicate (left out later). Replicates go in n_blocks interleaved blocks, each
-    with one buffer."""
+@njit(cache=True, nogil=True)
+def block_precision(weights, pred_image, class_off, positions, position_off, run_begin,
+                    run_end, run_off, n_t, n_gt, block, n_blocks, out):
+    """Interpolated precision at the 101 recall points, into out (m, n_c, n_t, 101), of
+    the weighted replicates r = block, block + n_blocks, ... (ImageStats' AP lists);
+    left at zero for a class without ground truth in a replicate (left out later).
+    Free of the GIL, so that blocks run in threads (a ``prange`` loop compiled every
+    callee a second time)."""
     m, n_c = weights.shape[0], class_off.size - 1
-    out = np.zeros((m, n_c, n_t, RECALL_POINTS.size))
     largest = np.max(np.diff(position_off)) if n_c else 0
-    for block in prange(n_blocks):
-        copies_at = np.empty(largest, np.int64)
-        for r in range(block, m, n_blocks):
-            for c in range(n_c):
-                if n_gt[r, c] > 0:
-                    at = positions[position_off[c]:position_off[c + 1]]
-                    _class_precision(weights[r], pred_image[class_off[c]:class_off[c + 1]],
-                                     at, run_off[c * n_t:(c + 1) * n_t + 1], run_begin,
-                                     run_end, n_gt[r, c], copies_at[:at.size], out[r, c])
-    return out
+    copies_at = np.empty(largest, np.int64)
+    for r in range(block, m, n_blocks):
+        for c in range(n_c):
+            if n_gt[r, c] > 0:
+                at = positions[position_off[c]:position_off[c + 1]]
+                _class_precision(weights[r], pred_image[class_off[c]:class_off[c + 1]],
+                                 at, run_off[c * n_t:(c + 1) * n_t + 1], run_begin,
+                                 run_end, n_gt[r, c], copies_at[:at.size], out[r, c])

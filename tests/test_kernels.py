@@ -1,4 +1,6 @@
 """Numba CPU kernels against the plain rules of tests/reference.py, group by group."""
+import functools
+
 import numpy as np
 import pytest
 import reference
@@ -253,3 +255,14 @@ def test_group_runs_cover_every_group_once_in_order(sizes, n_runs):
     covered = [k for start, stop in runs for k in range(start, stop)]
     assert covered == list(range(len(sizes)))
     assert all(start < stop for start, stop in runs)
+
+
+@SETTINGS
+@given(batch=groups(max_points=30), scaled=st.booleans())
+def test_pair_lists_in_threads_equal_one_run(batch, scaled):
+    gx, gy, g_off, px, py, p_off, d = batch
+    scales = np.linspace(0.5, 2.0, gx.size) if scaled else NO_SCALES
+    threaded = functools.partial(group_threads.over_groups, threads=3)
+    alone = candidates.pair_lists(gx, gy, scales, g_off, px, py, p_off, d, ANY)
+    runs = candidates.pair_lists(gx, gy, scales, g_off, px, py, p_off, d, ANY, threaded)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, runs))
