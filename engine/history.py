@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from . import remote
 from .errors import InputError, label_of, option, shown
+from .outputs import destination
 from .state_bytes import from_bytes, to_bytes
 
 LISTED = ("run_id", "time", "name", "gt_hash", "config", "version", "gate", "baseline",
@@ -74,19 +75,12 @@ def append(store, report, *, name, gt_hash, gate=None, baseline=None, now=None):
            "state": to_bytes(report.state.state_dict()), "per_image": ipc.getvalue()}
     table = pa.Table.from_pylist([row], schema=SCHEMA)
     name = f"{PREFIX}{run_id}{SUFFIX}"
-    if remote.is_remote(store):  # an object appears whole: no rename needed, nor possible
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        remote.write_bytes(remote.join(store, name), buffer.getvalue())
-        return run_id
-    os.makedirs(store, exist_ok=True)
-    hidden = os.path.join(store, f".{name}.part")
-    try:
-        pq.write_table(table, hidden)
-        os.replace(hidden, os.path.join(store, name))
-    finally:
-        if os.path.exists(hidden):
-            os.remove(hidden)
+    if not remote.is_remote(store):
+        os.makedirs(store, exist_ok=True)
+    # Whole or not at all: a hidden file renamed into place, or an object uploaded whole.
+    with destination(remote.join(store, name) if remote.is_remote(store)
+                     else os.path.join(store, name)) as dest:
+        pq.write_table(table, dest.path)
     return run_id
 
 

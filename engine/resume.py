@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from . import remote
 from .errors import InputError, label_of, option
+from .outputs import destination
 from .state_bytes import from_bytes, to_bytes
 from .version import package_version
 
@@ -138,10 +139,6 @@ def _ipc(table):
 
 
 def _write(path, data):
-    """Whole or not at all: a hidden file, synced, renamed into place."""
-    hidden = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".part")
-    with open(hidden, "wb") as file:
+    """Whole or not at all: a hidden file renamed into place (outputs.destination)."""
+    with destination(path) as dest, dest.open(binary=True) as file:
         file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(hidden, path)
