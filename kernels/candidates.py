@@ -117,8 +117,9 @@ def pair_lists(gx, gy, gr, g_off, px, py, p_off, tmax, max_pairs, over_groups=_i
     """
     kmax = tmax * tmax
     if gr.size > 0:
-        gr2 = gr * gr
-        reach = np.minimum(tmax * gr, MAX_REACH)  # a search box; the key decides
+        with np.errstate(over="ignore"):  # a huge radius: an infinite square, reach capped
+            gr2 = gr * gr
+            reach = np.minimum(tmax * gr, MAX_REACH)  # a search box; the key decides
     else:
         gr2 = gr
         reach = np.full(gx.size, tmax)
