@@ -11,7 +11,6 @@ metrics ``map``, ``mae``, ``rmse``, ``nae`` and ``f1`` (per threshold), ``summar
 state_bytes) and ``per_image`` (the per-image table as Arrow IPC).
 """
 import datetime
-import io
 import json
 import os
 import secrets
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 from . import remote
 from .errors import InputError, label_of, option, shown
 from .outputs import destination
-from .state_bytes import from_bytes, to_bytes
+from .state_bytes import from_bytes, table_from_bytes, table_to_bytes, to_bytes
 
 LISTED = ("run_id", "time", "name", "gt_hash", "config", "version", "gate", "baseline",
           "map", "mae", "rmse", "nae", "f1")
@@ -63,16 +62,14 @@ def append(store, report, *, name, gt_hash, gate=None, baseline=None, now=None):
     run_id = f"{now:%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(4)}"
     summary = report.summary
     micro = summary.get("micro", {})
-    ipc = io.BytesIO()
-    with pa.ipc.new_stream(ipc, report.per_image.schema) as writer:
-        writer.write_table(report.per_image)
     row = {"run_id": run_id, "time": now, "name": name, "gt_hash": gt_hash,
            "config": config_key(summary), "version": summary["version"], "gate": gate,
            "baseline": baseline, "map": summary.get("map"),
            "mae": summary["counting"]["mae"], "rmse": summary["counting"]["rmse"],
            "nae": summary["counting"]["nae"], "f1": micro.get("f1"),
            "summary": json.dumps(summary, sort_keys=True),
-           "state": to_bytes(report.state.state_dict()), "per_image": ipc.getvalue()}
+           "state": to_bytes(report.state.state_dict()),
+           "per_image": table_to_bytes(report.per_image)}
     table = pa.Table.from_pylist([row], schema=SCHEMA)
     name = f"{PREFIX}{run_id}{SUFFIX}"
     if not remote.is_remote(store):
@@ -138,7 +135,7 @@ def load(store, run_id):
         filesystem, path = None, os.path.join(store, name)
     table = pq.read_table(path, filesystem=filesystem)
     row = table.select(list(LISTED)).to_pylist()[0]
-    per_image = pa.ipc.open_stream(table["per_image"][0].as_py()).read_all()
+    per_image = table_from_bytes(table["per_image"][0].as_py())
     state = MetricState.from_state_dict(from_bytes(table["state"][0].as_py()))
     return StoredRun(row, json.loads(table["summary"][0].as_py()), per_image, state)
 

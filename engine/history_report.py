@@ -7,7 +7,7 @@ from .errors import InputError, option
 from .html_parts import as_float, color, inline_png, load_matplotlib, middle, note, table
 from .html_report import CSS, write_atomically
 from .outputs import report_directory_problem
-from .terminal import fmt
+from .terminal import HISTORY_COLUMNS, history_cells
 
 METRICS = (("map", "mAP"), ("mae", "MAE"), ("rmse", "RMSE"), ("f1", "F1 at the middle d"))
 
@@ -58,11 +58,7 @@ def _page(mpl, rows):
                                 "name; a red cross marks a run that failed its gate."))
     else:
         parts.append(note(f"No runs in this store yet ({option('history')} adds them)."))
-    parts.append(table(("time (UTC)", "name", "run", "gate", "mAP", "MAE", "RMSE", "F1@mid"),
-                       [(f"{row['time']:%Y-%m-%d %H:%M:%S}", row["name"] or "-", row["run_id"],
-                         row["gate"] or "-", fmt(row["map"]), fmt(row["mae"]),
-                         fmt(row["rmse"]), fmt(_value(row, "f1") if row["f1"] else None))
-                        for row in rows], 4))
+    parts.append(table(HISTORY_COLUMNS, [history_cells(row) for row in rows], 4))
     body = "\n".join(parts)
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f"<title>pointscore history</title><style>{CSS}</style></head>\n"

@@ -8,19 +8,17 @@ inputs (a file's size or modification time) or options is refused, not mixed in.
 After a run completes, its checkpoints are removed.
 """
 import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
 
 import numpy as np
-import pyarrow as pa
 
 from . import remote
 from .errors import InputError, label_of, option
 from .outputs import destination
-from .state_bytes import from_bytes, to_bytes
+from .state_bytes import from_bytes, table_from_bytes, table_to_bytes, to_bytes
 from .version import package_version
 
 FOLDER = "pointscore-resume"
@@ -38,10 +36,13 @@ def _identity(source, role):
         return sorted([f.path, f.size, f.mtime_ns]
                       for f in filesystem.get_file_info(files))
     if os.path.isdir(path):
-        return sorted([os.path.relpath(os.path.join(root, name), path),
-                       os.stat(os.path.join(root, name)).st_size,
-                       os.stat(os.path.join(root, name)).st_mtime_ns]
-                      for root, _, names in os.walk(path) for name in names)
+        found = []
+        for root, _, names in os.walk(path):
+            for name in names:
+                file = os.path.join(root, name)
+                stat = os.stat(file)
+                found.append([os.path.relpath(file, path), stat.st_size, stat.st_mtime_ns])
+        return sorted(found)
     stat = os.stat(path)
     return [os.path.abspath(path), stat.st_size, stat.st_mtime_ns]
 
@@ -109,7 +110,8 @@ class Checkpoints:
 
     def save(self, number, result):
         """Keep a finished shard (a pipeline.ShardResult)."""
-        tables = {name: _ipc(getattr(result, name))
+        tables = {name: np.zeros(0, np.uint8) if getattr(result, name) is None
+                  else np.frombuffer(table_to_bytes(getattr(result, name)), np.uint8)
                   for name in ("per_image", "matches", "images")}
         _write(self._path(number), to_bytes({"state": result.state.state_dict(), **tables}))
 
@@ -118,24 +120,13 @@ class Checkpoints:
         from .state import MetricState
         with open(self._path(number), "rb") as file:
             data = from_bytes(file.read())
-        tables = {name: None if data[name].size == 0 else
-                  pa.ipc.open_stream(data[name].tobytes()).read_all()
+        tables = {name: None if data[name].size == 0 else table_from_bytes(data[name])
                   for name in ("per_image", "matches", "images")}
         return result_type(MetricState.from_state_dict(data["state"]), **tables)
 
     def remove(self):
         """The run is complete: its checkpoints go."""
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _ipc(table):
-    """A table as Arrow IPC bytes in a uint8 array (empty for None)."""
-    if table is None:
-        return np.zeros(0, np.uint8)
-    buffer = io.BytesIO()
-    with pa.ipc.new_stream(buffer, table.schema) as writer:
-        writer.write_table(table)
-    return np.frombuffer(buffer.getvalue(), np.uint8)
 
 
 def _write(path, data):

@@ -1,12 +1,14 @@
 """A state dict (PointMetrics.state_dict, MetricState.state_dict) as bytes and back:
 its arrays in a NumPy ``.npz`` archive, everything else (numbers, strings, lists,
 nesting) in a JSON skeleton stored beside them. Nothing is pickled, so bytes from
-another process (a training rank) can only ever be data."""
+another process (a training rank) can only ever be data. Tables kept beside a state
+(per-image rows) go as Arrow IPC streams."""
 import io
 import json
 import zipfile
 
 import numpy as np
+import pyarrow as pa
 
 from .errors import InputError, first_line
 
@@ -79,3 +81,16 @@ def from_bytes(data):
         return value
 
     return rebuilt(skeleton)
+
+
+def table_to_bytes(table):
+    """A pyarrow Table as Arrow IPC stream bytes."""
+    buffer = io.BytesIO()
+    with pa.ipc.new_stream(buffer, table.schema) as writer:
+        writer.write_table(table)
+    return buffer.getvalue()
+
+
+def table_from_bytes(data):
+    """``table_to_bytes``'s inverse (bytes, or a buffer such as a uint8 array)."""
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()

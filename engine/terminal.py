@@ -187,15 +187,24 @@ def _with_interval(value, interval, with_ci):
     return f"{_number(value)} {shown}"
 
 
+HISTORY_COLUMNS = ("time (UTC)", "name", "run", "gate", "mAP", "MAE", "RMSE", "F1@mid")
+
+
+def history_cells(row):
+    """A stored run's cells under HISTORY_COLUMNS (F1 at the middle threshold)."""
+    f1 = row["f1"] or []
+    return (f"{row['time']:%Y-%m-%d %H:%M:%S}", row["name"] or "-", row["run_id"],
+            row["gate"] or "-", fmt(row["map"]), fmt(row["mae"]), fmt(row["rmse"]),
+            fmt(f1[(len(f1) - 1) // 2] if f1 else None))
+
+
 def history_table(rows):
     """A history store's runs, oldest first: time, name, run id, gate and the headline
-    metrics (F1 at the middle threshold)."""
+    metrics."""
     if not rows:
         return "no runs\n"
-    lines = [("time (UTC)", "name", "run", "gate", "mAP", "MAE", "RMSE", "F1@mid")]
+    lines = [HISTORY_COLUMNS]
     for row in rows:
-        f1 = row["f1"] or []
-        lines.append((f"{row['time']:%Y-%m-%d %H:%M:%S}", clip(row["name"] or "-", 30),
-                      row["run_id"], row["gate"] or "-", fmt(row["map"]), fmt(row["mae"]),
-                      fmt(row["rmse"]), fmt(f1[(len(f1) - 1) // 2] if f1 else None)))
+        time, name, *rest = history_cells(row)
+        lines.append((time, clip(name, 30), *rest))
     return "\n".join(_aligned(lines)) + "\n"
