@@ -38,6 +38,7 @@ class Batch:
     gt_r: np.ndarray = None      # per-gt distance scale (docs/scaled.md); None: plain d
     gt_rows: np.ndarray = None   # each gt's row in its table (as read)
     pred_rows: np.ndarray = None  # each prediction's row in its table
+    gt_level: np.ndarray = None  # each gt's level (an index into the state's levels)
 
     @property
     def n_images(self):
@@ -238,9 +239,11 @@ def _group(group, n_groups):
     return off, order
 
 
-def build_batch(gt, pred, images=None, normalize="none", *, ids=None, classes=None):
+def build_batch(gt, pred, images=None, normalize="none", *, ids=None, classes=None,
+                gt_level=None):
     """Checked tables -> one Batch holding every evaluated image (``ids``, default the
-    tables' images) and the run's ``classes`` (default the tables' classes)."""
+    tables' images) and the run's ``classes`` (default the tables' classes);
+    ``gt_level``: each gt row's level index, carried along."""
     ranks = rank_tables(gt, pred, images, ids=ids, classes=classes)
     problems = []
     scales = _scales(images, ranks.ids, normalize)
@@ -256,4 +259,5 @@ def build_batch(gt, pred, images=None, normalize="none", *, ids=None, classes=No
                  pred_xy[0][order], pred_xy[1][order],
                  pred.score[order] if pred.score is not None else None, pred_off,
                  gt.radius[gt_order] if gt.radius is not None else None,
-                 gt.rows[gt_order], pred.rows[order])
+                 gt.rows[gt_order], pred.rows[order],
+                 None if gt_level is None else gt_level[gt_order])

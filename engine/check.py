@@ -32,7 +32,9 @@ class Table:
     width: np.ndarray = None
     height: np.ndarray = None
     listed_ids: pa.Array = None  # nested layout: every image's id, with or without points
-    radius: np.ndarray = None    # gt: the per-point scale column named by load(radius=...)
+    radius: np.ndarray = None    # gt: the per-point scale column (load's extra 'radius')
+    level: pa.Array = None       # gt: the per-point level column (extra 'level')
+    attribute: pa.Array = None   # images: the per-image label column (extra 'attribute')
     rows: np.ndarray = None      # each point's row in its whole input (see load)
     columns: tuple = ()          # the column names as read (the nested points' fields)
 
@@ -97,8 +99,8 @@ def _key_column(array, label, name, problems):
     """image_id / class: integer or string, never null."""
     if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
-    if pa.types.is_null(array.type):  # a CSV column with no values at all
-        array = array.cast(pa.int64())
+    if pa.types.is_null(array.type) or not len(array):  # no values at all: no wrong ones
+        array = pa.array([], pa.int64()) if not len(array) else array.cast(pa.int64())
     if not (pa.types.is_integer(array.type) or pa.types.is_string(array.type)):
         _wrong_type(array, label, name, "integer or string", problems)
         return None
@@ -143,10 +145,12 @@ def columns_text(names, nested=False):
     return (", ".join(shown) or "no columns") + more
 
 
-def load(source, role, radius=None, *, label=None, rows=None, limits=TRUSTED):
+def load(source, role, extra=None, *, label=None, rows=None, limits=TRUSTED):
     """Read and check one table; raise InputError listing every problem found.
 
-    ``radius``: for ground truth, the name of a per-point scale column to read too.
+    ``extra``: the columns to read besides the contract's, {what: column name}
+    (ScoringOptions.extra_columns): 'radius' and 'level' of the ground truth,
+    'attribute' of the images table.
     ``label``: the name in messages of a table read elsewhere. ``rows``: the row in
     the whole input of each row of this table, when it is a part of one (a shard);
     each point's row (``Table.rows``) follows: its table row in the long layout, its
@@ -195,12 +199,13 @@ def load(source, role, radius=None, *, label=None, rows=None, limits=TRUSTED):
         out.klass = check("class", _key_column)
     if role == "pred":
         out.score = check("score", _float_column, allow_negative=False)
-    if role == "gt" and radius is not None:
-        if radius in col:
-            out.radius = check(radius, _radius_column)
+    for what, name in (extra or {}).items():
+        if name in col:
+            setattr(out, what, check(name, EXTRA_KINDS[what]))
         else:
-            problems.append(f"{label}: missing radius column '{shown(radius)}' in the "
-                            f"{ROLES[role]} table (has: {columns_text(table.column_names, nested)})")
+            problems.append(f"{label}: missing {EXTRA_WORDS[what]} column '{shown(name)}' in "
+                            f"the {ROLES[role]} table (has: "
+                            f"{columns_text(table.column_names, nested)})")
     if role == "images":
         out.width = check("width", _size_column)
         out.height = check("height", _size_column)
@@ -234,6 +239,11 @@ def _radius_column(array, label, name, problems):
                             f"square over- or underflows float64 ({rows_text(bad, values)})")
             return None
     return values
+
+
+# A level or an image label names a group of the metrics: integer or string, like a class.
+EXTRA_KINDS = {"radius": _radius_column, "level": _key_column, "attribute": _key_column}
+EXTRA_WORDS = {"radius": "radius", "level": "level", "attribute": "image label"}
 
 
 def _check_unique_ids(image_id, label, problems):

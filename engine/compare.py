@@ -14,12 +14,13 @@ from .check import load
 from .entrypoints import evaluate
 from .errors import InputError, named, option, shown
 from .limits import TRUSTED
-from .options import DEFAULT_KNN_K, ScoringOptions
+from .options import ScoringOptions
+from .protocols import resolve
 from .ranking import LOWER_IS_BETTER, rank_key
 from .read import to_arrow
 from .version import package_version
 
-COMPARE_SCHEMA_VERSION = "1.1.0"
+COMPARE_SCHEMA_VERSION = "1.2.0"
 EXTENSIONS = (".csv.gz", ".parquet", ".pq", ".arrow", ".feather", ".ipc", ".csv", ".tsv")
 
 
@@ -55,10 +56,10 @@ class Comparison:
         return {name: named(lines, name_of) for name, lines in self._invalid_marked.items()}
 
 
-def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="none",
-            match="greedy", score_threshold=None, device="auto", radius=None,
-            knn_k=DEFAULT_KNN_K, n_resamples=1000, seed=0, confidence=0.95,
-            rank_by="map", limits=None, strict=False) -> Comparison:
+def compare(gt, preds, images=None, *, names=None, protocol=None, thresholds=None,
+            normalize=None, match=None, score_threshold=None, device="auto", radius=None,
+            knn_k=None, n_resamples=1000, seed=0, confidence=0.95, rank_by=None,
+            limits=None, strict=False) -> Comparison:
     """Score every submission against one ground truth, rank them, and add bootstrap
     intervals and paired p-values.
 
@@ -70,6 +71,9 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         One predictions table per submission.
     names : sequence of str, optional
         A name per submission (default: file stems, told apart where they clash).
+    protocol : str, optional
+        As ``pointscore.evaluate``: each submission's summary holds the protocol's
+        table, and the ranking metric is the protocol's unless ``rank_by`` is given.
     thresholds, normalize, match, score_threshold, device, radius, knn_k
         The scoring options of ``pointscore.evaluate``.
     n_resamples : int
@@ -78,8 +82,8 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         The bootstrap's seed.
     confidence : float
         Coverage of the percentile intervals.
-    rank_by : str
-        'map', 'mae', 'rmse' or 'f1@D' with D one of the thresholds.
+    rank_by : str, optional
+        'map' (the default), 'mae', 'rmse' or 'f1@D' with D one of the thresholds.
     limits : pointscore.Limits, optional
         Bounds on work and memory, per submission.
     strict : bool
@@ -97,21 +101,24 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
     InputError
         Bad options, ground truth or images table.
     """
-    options = ScoringOptions.create(thresholds, normalize, match, score_threshold, device,
-                                    radius, knn_k)
-    thresholds = options.threshold_array
-    ranking = rank_key(rank_by, thresholds)
+    limits = limits or TRUSTED
+    chosen, scoring = resolve(protocol, dict(
+        thresholds=thresholds, normalize=normalize, match=match,
+        score_threshold=score_threshold, device=device, radius=radius, knn_k=knn_k),
+        images, limits)
+    options = ScoringOptions.create(**scoring)
+    rank_by = rank_by or (chosen.rank_by if chosen is not None else "map")
+    ranking = rank_key(rank_by, options.threshold_array)
     bootstrap.check_options(n_resamples, seed, confidence, allow_zero=True)
     preds = [preds] if isinstance(preds, (str, os.PathLike)) else list(preds)
     if not preds:
         raise InputError("compare needs at least one predictions table")
     names = _check_names(names, len(preds)) if names is not None else default_names(preds)
-    if images is None and normalize in ("wh", "diag"):
-        raise InputError(f"{option('normalize')} '{normalize}' needs an images table with "
-                         "'width' and 'height'")
-    limits = limits or TRUSTED
+    if images is None and options.normalize in ("wh", "diag"):
+        raise InputError(f"{option('normalize')} '{options.normalize}' needs an images table "
+                         "with 'width' and 'height'")
     device_name = backend_for(options.device)[0].name
-    gt_table, images_table, labels = _read_shared(gt, images, limits, options.radius)
+    gt_table, images_table, labels = _read_shared(gt, images, limits, options)
     invalid, tables = {}, {}
     for name, source in zip(names, preds):
         try:
@@ -124,11 +131,8 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
     reports = {}
     for name, (table, label) in tables.items():
         try:
-            reports[name] = evaluate(gt_table, table, images_table,
-                                     thresholds=options.thresholds, normalize=normalize,
-                                     match=match, score_threshold=score_threshold,
-                                     device=device, radius=radius, knn_k=knn_k, limits=limits,
-                                     strict=strict)
+            reports[name] = evaluate(gt_table, table, images_table, protocol=protocol,
+                                     **scoring, limits=limits, strict=strict)
         except InputError as exc:  # tables read here named as their files, or by name
             relabelled = {**labels, "<pred>": label if label != "<pred>" else f"<pred {name}>"}
             invalid[name] = [_relabel(line, relabelled) for line in exc.raw]
@@ -147,7 +151,8 @@ def compare(gt, preds, images=None, *, names=None, thresholds=None, normalize="n
         "version": package_version(),
         "schema_version": COMPARE_SCHEMA_VERSION,
         "config": {**options.config(device_name), "n_resamples": n_resamples, "seed": seed,
-                   "confidence": confidence, "rank_by": rank_by},
+                   "confidence": confidence, "rank_by": rank_by,
+                   **({"protocol": chosen.name} if chosen is not None else {})},
         "warnings": named(marked),
         "submissions": {name: _submission(source, reports.get(name), values.get(name),
                                           confidence, invalid.get(name))
@@ -209,7 +214,7 @@ def _ranking_row(rank, tied, name, summary, p_beats_next):
 
 # -- inputs -------------------------------------------------------------------------------
 
-def _read_shared(gt, images, limits, radius):
+def _read_shared(gt, images, limits, options):
     """Read and check the ground truth and images once: (gt table, images table or
     None, {placeholder: file name}). Their problems stop the run: every submission
     would share them. Without an images table every submission is scored on the union
@@ -222,7 +227,7 @@ def _read_shared(gt, images, limits, radius):
         if source is not None:
             try:
                 tables[role], labels[f"<{role}>"] = to_arrow(source, role, limits)
-                load(tables[role], role, radius if role == "gt" else None,
+                load(tables[role], role, options.extra_columns(role),
                      label=labels[f"<{role}>"], limits=limits)
             except InputError as exc:
                 problems.extend(exc.raw)

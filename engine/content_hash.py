@@ -14,8 +14,8 @@ import pyarrow.compute as pc
 from . import remote
 from .read import is_parquet, to_arrow
 
-# With the radius column, when one is used; 'points' is the nested layout's list of
-# (x, y[, class]) per image.
+# With the columns the options read besides (ScoringOptions.extra_columns); 'points' is
+# the nested layout's list of (x, y[, class]) per image.
 COLUMNS = ("image_id", "x", "y", "class", "points")
 IMAGE_COLUMNS = ("image_id", "width", "height")
 
@@ -86,16 +86,17 @@ def _batches(source, role, limits):
     return table.to_batches()
 
 
-def ground_truth_hash(gt, images, radius, limits):
-    """The hex SHA-256 of the ground truth's scored columns (and the radius column) and
-    of the images table's, when given.
+def ground_truth_hash(gt, images, options, limits):
+    """The hex SHA-256 of the ground truth's scored columns and of the images table's,
+    when given, with the columns the options read besides the contract's (radius,
+    level, the image label of breakdown_by).
 
     Parameters
     ----------
     gt, images : path or table
         As ``pointscore.evaluate`` takes them.
-    radius : str or None
-        The radius column scoring reads.
+    options : ScoringOptions or None
+        The scoring options (None: the contract's columns only).
     limits : pointscore.Limits
 
     Returns
@@ -103,9 +104,12 @@ def ground_truth_hash(gt, images, radius, limits):
     str
     """
     total = hashlib.sha256()
-    parts = [(gt, "gt", COLUMNS + ((radius,) if radius else ()))]
+    def extra(role):
+        return () if options is None else tuple(options.extra_columns(role).values())
+
+    parts = [(gt, "gt", COLUMNS + extra("gt"))]
     if images is not None:
-        parts.append((images, "images", IMAGE_COLUMNS))
+        parts.append((images, "images", IMAGE_COLUMNS + extra("images")))
     for source, role, names in parts:
         digests = _column_digests(_batches(source, role, limits), names)
         for name in sorted(digests):

@@ -7,9 +7,11 @@ class alignment follow from the reduction, never from the field:
 * ``EXACT``: exact float accumulators (kernels.exact), merged without rounding.
 * ``RUNS``: per class, AP lists as sorted runs of (image, row) order, concatenated.
 
-Every field but the image ids has a leading class axis; its other axes are named by
-the letters of ``Field.axes`` and sized by the state (t thresholds, l GAME levels,
-b breakdown bins), or it is a run-wide field (``per_class=False``).
+A field's leading axis is keyed by values the state lists (``Field.keys``: its
+classes, the ground truth's levels, or the images' labels of breakdown_by), which
+states align by value when they merge; a run-wide field has none (``keys=None``). Its
+other axes are named by the letters of ``Field.axes`` and sized by the state (t
+thresholds, l GAME levels, b breakdown bins).
 """
 from dataclasses import dataclass
 
@@ -27,7 +29,7 @@ class Field:
     name: str
     reduce: str
     axes: str = ""          # letters of the trailing axes: t, l, b
-    per_class: bool = True
+    keys: str = "classes"   # the state's list keying the leading axis, or None
 
 
 @dataclass
@@ -60,8 +62,8 @@ def zeros(field, shape):
 
 
 def aligned(field, value, at, n_classes):
-    """The value with its class rows placed at rows ``at`` of n_classes rows."""
-    if not field.per_class:
+    """The value with its key rows placed at rows ``at`` of n_classes rows."""
+    if field.keys is None:
         return value
     if field.reduce == SUM:
         out = np.zeros((n_classes,) + value.shape[1:], np.int64)

@@ -60,9 +60,9 @@ def per_point(value, n, where, what):
     if array.ndim != 1 or array.shape[0] != n:
         raise InputError(f"{where}: {what} must hold one value per point ({n}), got shape "
                          f"{tuple(array.shape)}")
-    if what == "labels":
+    if what in ("labels", "levels"):
         if array.dtype.kind not in "iuU":
-            raise InputError(f"{where}: labels must be integers or strings, got "
+            raise InputError(f"{where}: {what} must be integers or strings, got "
                              f"{array.dtype}")
         return array.astype(np.int64) if array.dtype.kind in "iu" else array
     array = _finite(array, where, what)
@@ -73,6 +73,17 @@ def per_point(value, n, where, what):
         need = ">= 0" if what == "scores" else "> 0, with a square finite and > 0"
         raise InputError(f"{where}: {int(bad.sum())} {what} not {need} ({_rows(bad)})")
     return array
+
+
+def image_label(value, where):
+    """An image's label (of breakdown_by): one integer or string."""
+    if isinstance(value, (str, numbers.Integral)) and not isinstance(value, bool):
+        return value
+    array = host_array(value, where)
+    if array.size != 1 or array.dtype.kind not in "iuU":
+        raise InputError(f"{where}: an image's label must be one integer or string, got "
+                         f"{shown(value)}")
+    return array.reshape(()).item()
 
 
 def size(value, where):

@@ -47,6 +47,12 @@ class ScoringOptions:
         Metrics per bin of true count or density.
     bins : tuple of float or None
         Upper bin edges of ``breakdown``.
+    level_column : str or None
+        A ground-truth column of per-point levels (NWPU-Crowd's head-size ``level``):
+        ground truth and true positives per level.
+    breakdown_by : str or None
+        An images-table column of per-image labels (weather, luminance, scene): the
+        metrics per label.
     """
     thresholds: tuple = DEFAULT_THRESHOLDS
     normalize: str = "none"
@@ -58,12 +64,15 @@ class ScoringOptions:
     game: int = None
     breakdown: str = None
     bins: tuple = None
+    level_column: str = None
+    breakdown_by: str = None
 
     @classmethod
     def create(cls, thresholds=None, normalize="none", match="greedy", score_threshold=None,
                device="auto", radius=None, knn_k=DEFAULT_KNN_K, game=None, breakdown=None,
-               bins=None):
-        """Check every option (one line per problem) and return them, normalised.
+               bins=None, level_column=None, breakdown_by=None):
+        """Check every option (one line per problem) and return them, normalised; None
+        for thresholds, normalize, match, device or knn_k is its default.
 
         Raises
         ------
@@ -71,6 +80,10 @@ class ScoringOptions:
             When an option is not of the documented kind or range.
         """
         problems = []
+        normalize = "none" if normalize is None else normalize
+        match = "greedy" if match is None else match
+        device = "auto" if device is None else device
+        knn_k = DEFAULT_KNN_K if knn_k is None else knn_k
         thresholds = _thresholds(thresholds, problems)
         _choice("normalize", normalize, NORMALIZE, problems)
         _choice("match", match, MATCH, problems)
@@ -82,10 +95,13 @@ class ScoringOptions:
                                 f"{shown(score_threshold)}")
             else:
                 score_threshold = value
-        if radius is not None and not (isinstance(radius, str) and radius):
-            problems.append(f"{option('radius')} must be the name of a ground-truth column, "
-                            f"got {shown(radius)}")
-        elif radius is not None and normalize != "none":
+        for name, value, table in (("radius", radius, "ground-truth"),
+                                   ("level_column", level_column, "ground-truth"),
+                                   ("breakdown_by", breakdown_by, "images-table")):
+            if value is not None and not (isinstance(value, str) and value):
+                problems.append(f"{option(name)} must be the name of a {table} column, got "
+                                f"{shown(value)}")
+        if isinstance(radius, str) and radius and normalize != "none":
             problems.append(f"{option('radius')} {shown(radius)} is each ground-truth point's "
                             f"own scale: use it with {option('normalize')} 'none', got "
                             f"{option('normalize')} {shown(normalize)}")
@@ -105,12 +121,21 @@ class ScoringOptions:
         if problems:
             raise InputError(problems)
         return cls(tuple(thresholds), normalize, match, score_threshold, device, radius,
-                   int(knn_k), None if game is None else int(game), breakdown, edges)
+                   int(knn_k), None if game is None else int(game), breakdown, edges,
+                   level_column, breakdown_by)
 
     @property
     def scaled(self):
         """Thresholds are multiples of a scale per ground-truth point."""
         return self.radius is not None or self.normalize == "knn"
+
+    def extra_columns(self, role):
+        """The columns of a role's table that scoring reads besides the contract's:
+        {what: column name} ('radius' and 'level' of the ground truth, 'attribute' of
+        the images table)."""
+        wanted = {"gt": {"radius": self.radius, "level": self.level_column},
+                  "images": {"attribute": self.breakdown_by}}.get(role, {})
+        return {what: name for what, name in wanted.items() if name is not None}
 
     @property
     def threshold_array(self):
@@ -130,6 +155,8 @@ class ScoringOptions:
             out["radius"] = self.radius
         if self.normalize == "knn":
             out["knn_k"] = self.knn_k
+        if self.level_column is not None:
+            out["level_column"] = self.level_column
         return out
 
     def replace(self, **changes):

@@ -39,7 +39,7 @@ class ParquetSource:
     filesystem: object
     columns: list            # the columns scoring reads
     nested: bool
-    radius: str              # gt: the per-point scale column, or None
+    extra: dict              # the columns read besides the contract's (check.load)
     paths: list              # files, in read order
     partitions: list         # each file's hive partition expression
     group_file: np.ndarray   # per row group: index into paths
@@ -64,7 +64,7 @@ class ParquetSource:
         return np.cumsum(points) - points
 
 
-def open_source(source, role, radius=None, limits=TRUSTED):
+def open_source(source, role, extra=None, limits=TRUSTED):
     """A Parquet file or hive-partitioned dataset directory, its metadata read and
     checked against the limits."""
     name = os.fspath(source)
@@ -90,10 +90,11 @@ def open_source(source, role, radius=None, limits=TRUSTED):
         raise InputError(f"{label}: the file is empty")
     points = schema.field("points").type if "points" in names else None
     nested = points is not None and (pa.types.is_list(points) or pa.types.is_large_list(points))
-    wanted = ("image_id", "points") if nested else COLUMNS[role] + ((radius,) if radius else ())
+    extra = dict(extra or {})
+    wanted = ("image_id", "points") if nested else COLUMNS[role] + tuple(extra.values())
     columns = [name for name in dict.fromkeys(wanted) if name in names]
-    return ParquetSource(label, role, schema, dataset.filesystem, columns, nested,
-                         radius if role == "gt" else None, *groups)
+    return ParquetSource(label, role, schema, dataset.filesystem, columns, nested, extra,
+                         *groups)
 
 
 def _row_groups(fragments):
@@ -174,7 +175,7 @@ def batches(source, groups, columns=None):
 def load(table, source, rows=None):
     """check.load of rows read from the source, messages naming it."""
     try:
-        return check.load(table, source.role, source.radius, label=source.label, rows=rows)
+        return check.load(table, source.role, source.extra, label=source.label, rows=rows)
     except InputError as exc:
         raise InputError(exc.raw) from None
 
@@ -250,7 +251,7 @@ def scan(task, known=None, boxes=False):
         points[where[group]] += int(list_lengths(batch).sum()) if source.nested \
             else batch.num_rows
         try:
-            table = check.load(pa.Table.from_batches([batch]), source.role, source.radius)
+            table = check.load(pa.Table.from_batches([batch]), source.role, source.extra)
         except InputError:
             bad.add(int(source.group_file[group]))
             continue
@@ -307,7 +308,7 @@ def _table_problems(source, fragment, label, images, other):
     except READ_ERRORS as exc:
         return [f"{label}: cannot read {ROLES[source.role]} table: {first_line(exc)}"]
     try:
-        loaded = check.load(table, source.role, source.radius, label=label)
+        loaded = check.load(table, source.role, source.extra, label=label)
     except InputError as exc:
         return exc.raw
     if images is None:

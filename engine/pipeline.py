@@ -124,20 +124,26 @@ def score_tables(gt, pred, images, ids, settings):
     """Score checked tables holding the points of the images ``ids``."""
     options = settings.options
     backend, _ = backend_for(settings.device)
-    state = MetricState(options, settings.classes, settings.has_scores, settings.count_only)
+    levels, gt_level = tally.key_ranks(gt.level) if gt.level is not None else ((), None)
+    labels, image_label = tally.image_labels(images, ids) or ((), None)
+    state = MetricState(options, settings.classes, settings.has_scores, settings.count_only,
+                        levels, labels)
     sizes = tally.image_sizes(images, ids)
     classes = settings.classes if settings.has_class else None
     thresholds = state.thresholds
     if isinstance(pred, Counts):
         counts = _count_groups(gt, pred, images, ids, classes)
-        tally.add_counts(state, ids, counts, sizes)
+        tally.add_counts(state, ids, counts, sizes, image_label)
+        if gt_level is not None:
+            tally.add_level_points(state, gt_level)
         matches = None
     else:
-        batch = build_batch(gt, pred, images, options.normalize, ids=ids, classes=classes)
+        batch = build_batch(gt, pred, images, options.normalize, ids=ids, classes=classes,
+                            gt_level=gt_level)
         kept = kept_predictions(batch, options.score_threshold)
         matching = match_batch(batch, options, kept, backend,
                                gt_scales(batch, options, images), settings.limits)
-        counts = tally.tally(state, batch, kept, matching, sizes)
+        counts = tally.tally(state, batch, kept, matching, sizes, image_label)
         if options.game is not None:
             table_kept = None if options.score_threshold is None \
                 else pred.score >= options.score_threshold
@@ -293,7 +299,9 @@ def _images_of(images, rows):
     """The rows of the images table at ``rows``, as a check.Table."""
     return check.Table(label=images.label, image_id=images.image_id.take(pa.array(rows)),
                        width=None if images.width is None else images.width[rows],
-                       height=None if images.height is None else images.height[rows])
+                       height=None if images.height is None else images.height[rows],
+                       attribute=None if images.attribute is None
+                       else images.attribute.take(pa.array(rows)))
 
 
 def check_run_options(strategy, shard_points, can_partition, scratch_dir=None):

@@ -28,9 +28,10 @@ class PointMetrics:
     Parameters
     ----------
     thresholds, normalize, match, score_threshold, radius, knn_k, game, breakdown, bins,
-    device
-        As ``pointscore.evaluate`` takes them, with the same defaults. ``radius`` names
-        a key of the targets' dicts holding each ground-truth point's scale.
+    level_column, breakdown_by, device
+        As ``pointscore.evaluate`` takes them, with the same defaults. ``radius`` and
+        ``level_column`` name keys of the targets' dicts holding each ground-truth
+        point's scale and level; ``breakdown_by`` a key holding the image's label.
 
     Examples
     --------
@@ -42,12 +43,16 @@ class PointMetrics:
 
     def __init__(self, thresholds=None, normalize="none", match="greedy",
                  score_threshold=None, radius=None, knn_k=DEFAULT_KNN_K, game=None,
-                 breakdown=None, bins=None, device="auto"):
+                 breakdown=None, bins=None, level_column=None, breakdown_by=None,
+                 device="auto"):
         self._settings = dict(thresholds=thresholds, normalize=normalize, match=match,
                               score_threshold=score_threshold, radius=radius, knn_k=knn_k,
-                              game=game, breakdown=breakdown, bins=bins, device=device)
+                              game=game, breakdown=breakdown, bins=bins,
+                              level_column=level_column, breakdown_by=breakdown_by,
+                              device=device)
         self.options = ScoringOptions.create(thresholds, normalize, match, score_threshold,
-                                             device, radius, knn_k, game, breakdown, bins)
+                                             device, radius, knn_k, game, breakdown, bins,
+                                             level_column, breakdown_by)
         # As checked: plain lists, whatever sequence was given (a state is JSON-able).
         self._settings["thresholds"] = list(self.options.thresholds)
         self._settings["bins"] = None if bins is None else list(self.options.bins)
@@ -81,7 +86,8 @@ class PointMetrics:
         target : list of dict
             One per image: ``points`` (M x 2), optionally ``labels`` (M), ``size``
             (width, height; needed by ``normalize='wh'|'diag'``, GAME and the density
-            breakdown) and the radius key.
+            breakdown), and the keys named by ``radius`` and ``level_column`` (M values)
+            and ``breakdown_by`` (the image's label).
         image_ids : sequence, optional
             Each image's id (integers or strings), for example its index in the
             dataset: needed when metrics of several ranks or workers are merged. By
@@ -155,6 +161,17 @@ class PointMetrics:
                 raise InputError(f"target[{i}]: no {radius!r} (radius) key")
             image["radii"] = read.per_point(gt[radius], n_gt, f"target[{i}][{radius!r}]",
                                             "radii")
+        level = self.options.level_column
+        if level is not None:
+            if level not in gt:
+                raise InputError(f"target[{i}]: no {level!r} (level_column) key")
+            image["levels"] = read.per_point(gt[level], n_gt, f"target[{i}][{level!r}]",
+                                             "levels")
+        label = self.options.breakdown_by
+        if label is not None:
+            if label not in gt:
+                raise InputError(f"target[{i}]: no {label!r} (breakdown_by) key")
+            image["label"] = read.image_label(gt[label], f"target[{i}][{label!r}]")
         if self._needs_sizes:
             if "size" not in gt:
                 raise InputError(f"target[{i}]: no 'size' (width, height), which "
@@ -215,6 +232,8 @@ class PointMetrics:
             gt["class"] = joined("gt_labels").astype(labels)
         if "radii" in first:
             gt[self.options.radius] = joined("radii")
+        if "levels" in first:
+            gt[self.options.level_column] = joined("levels")
         if "count" in first:
             # Floats always (a density map's sum is one), so that the count column has one
             # type however the images are cut into pieces.
@@ -231,6 +250,8 @@ class PointMetrics:
         table = {"image_id": ids}
         if "size" in first:
             table["width"], table["height"] = np.array([image["size"] for image in images]).T
+        if "label" in first:
+            table[self.options.breakdown_by] = np.array([image["label"] for image in images])
         return gt, pred, table
 
     # -- results -------------------------------------------------------------------------------

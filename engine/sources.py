@@ -151,21 +151,22 @@ class Inputs:
 def _open(source, role, options, stream, limits):
     """A role's source: streamed Parquet when ``stream`` allows it, else read whole."""
     if stream and role != "images" and is_parquet(source):
-        opened = parquet.open_source(source, role, options.radius, limits)
+        opened = parquet.open_source(source, role, options.extra_columns(role), limits)
         if not (role == "pred" and counts.is_counts(opened.schema.names)):
             return opened
     if role == "pred":
         return MemorySource(counts.load_pred(source, limits=limits))
-    loaded = check.load(source, role, options.radius if role == "gt" else None, limits=limits)
+    loaded = check.load(source, role, options.extra_columns(role), limits=limits)
     return loaded if role == "images" else MemorySource(loaded)
 
 
 def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_rows=None,
-                matches=False, limits=TRUSTED):
+                matches=False, limits=TRUSTED, protocol=False):
     """Open and check the three tables (see the module doc). With ``stream``, Parquet
     inputs are ParquetSources, scanned through ``mapper`` in pieces of about
     ``piece_rows`` rows; ``matches``: match rows are asked for; ``limits``: the run's
-    bounds (engine.limits).
+    bounds (engine.limits); ``protocol``: the options come from a protocol, whose
+    matching scales count-only predictions do without.
 
     Raises
     ------
@@ -191,7 +192,7 @@ def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_r
     empty = {role: _table_or_empty(src) for role, src in (("gt", gt_src), ("pred", pred_src))}
     pred_t = empty["pred"]
     count_only = _count_kind(pred_t)
-    _check_option_needs(options, pred_t, images_t, count_only, matches)
+    _check_option_needs(options, pred_t, images_t, count_only, matches, protocol)
     if not scans:  # both in memory: id kinds, classes and unknown ids, every row named
         rank_tables(empty["gt"], pred_t, images_t)
     else:
@@ -278,8 +279,9 @@ def _scan(gt, pred, images, mapper, piece_rows, boxes):
     return scans
 
 
-def _check_option_needs(options, pred, images, count_only, matches):
-    """What the options need of the tables, and what count-only predictions allow."""
+def _check_option_needs(options, pred, images, count_only, matches, protocol=False):
+    """What the options need of the tables, and what count-only predictions allow (a
+    protocol's matching scales they do without)."""
     problems = []
     if count_only:
         if options.score_threshold is not None:
@@ -292,10 +294,13 @@ def _check_option_needs(options, pred, images, count_only, matches):
         _needs_sizes(option("game"), images, problems)
     if options.breakdown == "density":
         _needs_sizes(f"{option('breakdown')} 'density'", images, problems)
+    if options.breakdown_by is not None and images is None:
+        problems.append(f"{option('breakdown_by')} '{options.breakdown_by}' groups images by "
+                        f"a column of the images table: pass {option('images')} with it")
     raise_if(problems)
     if not count_only and options.score_threshold is not None and pred.score is None:
         raise InputError(f"{pred.label}: {option('score_threshold')} needs a 'score' column")
-    if count_only and options.scaled:
+    if count_only and options.scaled and not protocol:
         raise InputError(f"{pred.label}: {option('radius')} and {option('normalize')} 'knn' "
                          "scale matching distances; count-only predictions have no points "
                          "to match")

@@ -18,7 +18,12 @@ from .errors import InputError, shown
 from .fields import EXACT, RUNS, SUM, ApRun, Field
 from .summary import summarize
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+# The sums kept for each group of images (a breakdown bin, an image label): its images,
+# true and predicted counts, counting errors, and TP, FP, FN per threshold.
+IMAGE_GROUP = (("images", SUM, ""), ("gt", SUM, ""), ("pred", EXACT, ""), ("abs", EXACT, ""),
+               ("sq", EXACT, ""), ("nae", EXACT, ""), ("nae_images", SUM, ""),
+               ("tp", SUM, "t"), ("fp", SUM, "t"), ("fn", SUM, "t"))
 FIELDS = (
     # per class
     Field("gt_points", SUM),
@@ -35,23 +40,23 @@ FIELDS = (
     Field("game", SUM, "l"),                 # GAME(l) cell errors summed over images
     Field("ap", RUNS),
     # pooled over classes (counts summed per image)
-    Field("pooled_abs", EXACT, per_class=False),
-    Field("pooled_sq", EXACT, per_class=False),
-    Field("pooled_nae", EXACT, per_class=False),
-    Field("pooled_nae_images", SUM, per_class=False),
-    Field("game_pooled", SUM, "l", per_class=False),
-    # per breakdown bin (pooled over classes)
-    Field("bin_images", SUM, "b", per_class=False),
-    Field("bin_gt", SUM, "b", per_class=False),
-    Field("bin_pred", EXACT, "b", per_class=False),
-    Field("bin_abs", EXACT, "b", per_class=False),
-    Field("bin_sq", EXACT, "b", per_class=False),
-    Field("bin_nae", EXACT, "b", per_class=False),
-    Field("bin_nae_images", SUM, "b", per_class=False),
-    Field("bin_tp", SUM, "bt", per_class=False),
-    Field("bin_fp", SUM, "bt", per_class=False),
-    Field("bin_fn", SUM, "bt", per_class=False),
+    Field("pooled_abs", EXACT, keys=None),
+    Field("pooled_sq", EXACT, keys=None),
+    Field("pooled_nae", EXACT, keys=None),
+    Field("pooled_nae_images", SUM, keys=None),
+    Field("game_pooled", SUM, "l", keys=None),
+    # per breakdown bin, and per label of the images table's breakdown_by column
+    # (pooled over classes): the same sums over each group of images
+    *(Field(f"bin_{name}", reduce, "b" + axes, keys=None) for name, reduce, axes in IMAGE_GROUP),
+    *(Field(f"label_{name}", reduce, axes, keys="labels") for name, reduce, axes in IMAGE_GROUP),
+    # per level of the ground truth's level column (pooled over classes)
+    Field("level_gt", SUM, keys="levels"),
+    Field("level_tp", SUM, "t", keys="levels"),
 )
+KEYS = ("classes", "levels", "labels")
+# States kept by version 1 (history stores) still load: it lacked levels and labels.
+READABLE_VERSIONS = (1, 2)
+NEW_IN_2 = {f.name for f in FIELDS if f.keys in ("levels", "labels")}
 BY_NAME = {f.name: f for f in FIELDS}
 SAMPLER_HINT = ("each image may be scored once; a distributed sampler that pads its last "
                 "batch by repeating images does this")
@@ -71,11 +76,18 @@ class MetricState:
     count_only : False, 'integer' or 'float'
         Whether the predictions were per-image counts (no localisation metrics), and
         of which kind.
+    levels : list
+        The values of the ground truth's level column (``level_column``) among these
+        images, ascending.
+    labels : list
+        The images' labels of the ``breakdown_by`` column, ascending.
     """
 
-    def __init__(self, options, classes, has_scores, count_only=False):
+    def __init__(self, options, classes, has_scores, count_only=False, levels=(), labels=()):
         self.options = options
         self.classes = list(classes)
+        self.levels = list(levels)
+        self.labels = list(labels)
         self.has_scores = bool(has_scores)
         self.count_only = count_only or False
         self.image_runs = []  # sorted pa.Arrays of the scored image ids, disjoint
@@ -93,8 +105,8 @@ class MetricState:
             return 0 if self.options.game is None else self.options.game + 1
         return 0 if self.options.bins is None else len(self.options.bins) + 1
 
-    def _shape(self, field, n_classes=None):
-        lead = (len(self.classes) if n_classes is None else n_classes,) if field.per_class else ()
+    def _shape(self, field):
+        lead = (len(getattr(self, field.keys)),) if field.keys else ()
         return lead + tuple(self._size(axis) for axis in field.axes)
 
     def __getitem__(self, name):
@@ -125,8 +137,8 @@ class MetricState:
 
     def add(self, name, values, classes=None, keys=None):
         """Add values into a field: into the flat ``keys`` of the field when given,
-        else into the rows of the class indices ``classes`` (repeats allowed) of a
-        per-class field, else into the whole field, elementwise."""
+        else into the rows ``classes`` (indices into the list keying its leading axis,
+        repeats allowed), else into the whole field, elementwise."""
         field, target = BY_NAME[name], self.values[name]
         values = np.asarray(values)
         if keys is None and classes is not None:
@@ -181,16 +193,17 @@ class MetricState:
                     else "of count-only and of point predictions"
                 raise InputError(f"cannot merge states {kind}")
         self._check_disjoint(self.image_runs, other.image_runs)
-        classes = _union(self.classes, other.classes)
-        out = MetricState(self.options, classes, self.has_scores, self.count_only)
+        keys = {name: _union(getattr(self, name), getattr(other, name), name)
+                for name in KEYS}
+        out = MetricState(self.options, keys["classes"], self.has_scores, self.count_only,
+                          keys["levels"], keys["labels"])
         out.image_runs = self.image_runs + other.image_runs
-        mine = np.searchsorted(np.array(classes, dtype=object), self.classes) \
-            if self.classes else np.zeros(0, np.int64)
-        theirs = np.searchsorted(np.array(classes, dtype=object), other.classes) \
-            if other.classes else np.zeros(0, np.int64)
+        mine = {name: _positions(keys[name], getattr(self, name)) for name in KEYS}
+        theirs = {name: _positions(keys[name], getattr(other, name)) for name in KEYS}
         for f in FIELDS:
-            a = fields.aligned(f, self.values[f.name], mine, len(classes))
-            b = fields.aligned(f, other.values[f.name], theirs, len(classes))
+            size = len(keys[f.keys]) if f.keys else 0
+            a = fields.aligned(f, self.values[f.name], mine.get(f.keys), size)
+            b = fields.aligned(f, other.values[f.name], theirs.get(f.keys), size)
             out.values[f.name] = fields.merged(f, a, b)
         return out
 
@@ -294,6 +307,7 @@ class MetricState:
         """
         data = {"version": STATE_VERSION, "options": self.options.scoring(),
                 "device": self.options.device, "classes": list(self.classes),
+                "levels": list(self.levels), "labels": list(self.labels),
                 "has_scores": self.has_scores, "count_only": self.count_only}
         ids = pa.concat_arrays(self.image_runs) if self.image_runs else pa.array([], pa.int64())
         data["image_ids"] = ids.to_numpy(zero_copy_only=False).astype(
@@ -322,17 +336,20 @@ class MetricState:
             When ``data`` is not a state of this version of pointscore.
         """
         from .options import ScoringOptions
-        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+        if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
             raise InputError(f"not a pointscore metric state of version {STATE_VERSION}")
         scoring = dict(data["options"])
         options = ScoringOptions.create(**{**scoring, "device": data["device"],
                                            "bins": scoring["bins"]})
-        state = cls(options, data["classes"], data["has_scores"], data["count_only"])
+        state = cls(options, data["classes"], data["has_scores"], data["count_only"],
+                    data.get("levels", ()), data.get("labels", ()))
         ids, at = data["image_ids"], 0
         for n in np.asarray(data["image_runs"], np.int64):
             state.image_runs.append(pa.array(ids[at:at + n]))
             at += n
         for f in FIELDS:
+            if f.name in NEW_IN_2 and data["version"] == 1:
+                continue  # a state of version 1 has none: they stay empty
             state.values[f.name] = fields.from_plain(f, data, f.name, state._shape(f),
                                                      len(state.thresholds))
         return state
@@ -344,13 +361,20 @@ class MetricState:
         self.__dict__.update(MetricState.from_state_dict(data).__dict__)
 
 
-def _union(a, b):
+def _union(a, b, what="classes"):
     values = list(dict.fromkeys(list(a) + list(b)))
     try:
         return sorted(values)
-    except TypeError:  # int and str classes: not comparable, a merge error
-        raise InputError("cannot merge states whose classes differ in type: "
+    except TypeError:  # int and str values: not comparable, a merge error
+        raise InputError(f"cannot merge states whose {what} differ in type: "
                          + ", ".join(sorted({type(v).__name__ for v in values}))) from None
+
+
+def _positions(union, values):
+    """Where each of ``values`` (ascending) sits in ``union`` (ascending, holding them)."""
+    if not values:
+        return np.zeros(0, np.int64)
+    return np.searchsorted(np.array(union, dtype=object), values)
 
 
 def _descending_order(score):

@@ -37,6 +37,12 @@ def summarize(state, device, warnings=(), xp=np):
         out["game"] = _game(state)
     if options.breakdown is not None:
         out["breakdown"] = _breakdown(state)
+    if options.breakdown_by is not None:
+        out["breakdown_by"] = {"column": options.breakdown_by,
+                               "groups": {str(label): _image_group(state, "label", g)
+                                          for g, label in enumerate(state.labels)}}
+    if options.level_column is not None:
+        out["levels"], out["level_recall_mean"] = _levels(state)
     return out
 
 
@@ -152,8 +158,7 @@ def _count_value(state):
 
 def _grand_total(sums):
     """The exact sum of every accumulator, rounded once."""
-    return math.fsum(p for k in range(sums.counts.size)
-                     for p in sums.partials[k, :sums.counts[k]])
+    return _keys_total(sums, range(sums.counts.size))
 
 
 def _column_totals(sums, n_rows, n_cols):
@@ -194,27 +199,60 @@ def _game(state):
             "classes": {str(v): means(state["game"][c]) for c, v in enumerate(state.classes)}}
 
 
-def _breakdown(state):
-    options = state.options
-    edges = list(options.bins)
+def _image_group(state, prefix, g):
+    """The metrics of group g of the image-group fields ``<prefix>_*`` (a breakdown
+    bin, an image label)."""
     n_t = len(state.thresholds)
-    images, gt = state["bin_images"], state["bin_gt"]
-    pred = state["bin_pred"].totals()
-    abs_err, sq_err, nae = (state[k].totals() for k in ("bin_abs", "bin_sq", "bin_nae"))
+    images = int(state[f"{prefix}_images"][g])
     as_count = _count_value(state) if state.count_only else (lambda v: int(v))
+    if state.count_only:
+        local = {name: [None] * n_t for name in ("tp", "fp", "fn", "precision", "recall", "f1")}
+    else:
+        tp, fp, fn = (state[f"{prefix}_{name}"][g] for name in ("tp", "fp", "fn"))
+        local = {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+                 **{k: v.tolist() for k, v in rates(tp, fp, fn).items()}}
+    abs_err, sq_err, nae = (state[f"{prefix}_{name}"].totals()[g]
+                            for name in ("abs", "sq", "nae"))
+    return {"images": images, "gt_count": int(state[f"{prefix}_gt"][g]),
+            "pred_count": as_count(state[f"{prefix}_pred"].totals()[g]),
+            "counting": counting(abs_err, sq_err, nae,
+                                 int(state[f"{prefix}_nae_images"][g]), images),
+            **local}
+
+
+def _breakdown(state):
+    edges = list(state.options.bins)
     bounds = [0.0, *edges]
-    bins = []
-    for b in range(len(edges) + 1):
-        if state.count_only:
-            local = {name: [None] * n_t for name in ("tp", "fp", "fn", "precision", "recall", "f1")}
-        else:
-            tp, fp, fn = state["bin_tp"][b], state["bin_fp"][b], state["bin_fn"][b]
-            local = {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
-                     **{k: v.tolist() for k, v in rates(tp, fp, fn).items()}}
-        bins.append({"lo": bounds[b], "hi": edges[b] if b < len(edges) else None,
-                     "images": int(images[b]), "gt_count": int(gt[b]),
-                     "pred_count": as_count(pred[b]),
-                     "counting": counting(abs_err[b], sq_err[b], nae[b],
-                                          int(state["bin_nae_images"][b]), int(images[b])),
-                     **local})
-    return {"by": options.breakdown, "edges": edges, "bins": bins}
+    bins = [{"lo": bounds[b], "hi": edges[b] if b < len(edges) else None,
+             **_image_group(state, "bin", b)} for b in range(len(edges) + 1)]
+    return {"by": state.options.breakdown, "edges": edges, "bins": bins}
+
+
+def union_counting(state, prefix, groups):
+    """Counting metrics of the images of several groups of the image-group fields
+    ``<prefix>_*`` together (indices ``groups``), from their exact sums."""
+    groups = list(groups)
+    n = int(np.sum(state[f"{prefix}_images"][groups]))
+    abs_err, sq_err, nae = (_keys_total(state[f"{prefix}_{name}"], groups)
+                            for name in ("abs", "sq", "nae"))
+    return counting(abs_err, sq_err, nae, int(np.sum(state[f"{prefix}_nae_images"][groups])), n)
+
+
+def _keys_total(sums, keys):
+    """The exact sum of the accumulators ``keys``, rounded once."""
+    return math.fsum(p for k in keys for p in sums.partials[k, :sums.counts[k]])
+
+
+def _levels(state):
+    """Per level of the ground truth's level column: its points, TP and recall per
+    threshold; and the plain mean of the levels' recalls (null without levels, and
+    localisation null for count-only predictions)."""
+    n_t = len(state.thresholds)
+    gt, tp = state["level_gt"], state["level_tp"]
+    recall = tp / np.maximum(gt, 1)[:, None]  # a level exists because it has points
+    levels = {str(level): {"gt_points": int(gt[k]),
+                           "tp": None if state.count_only else tp[k].tolist(),
+                           "recall": None if state.count_only else recall[k].tolist()}
+              for k, level in enumerate(state.levels)}
+    mean = [None] * n_t if state.count_only else _mean_rows(list(recall), n_t)
+    return levels, mean

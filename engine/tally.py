@@ -29,10 +29,11 @@ class GroupCounts:
     tp: np.ndarray = None
 
 
-def add_counts(state, ids, counts, sizes=None):
+def add_counts(state, ids, counts, sizes=None, labels=None):
     """Add the images ``ids`` (ascending) with their groups' counts to the state: class
-    sums, counting errors per class and pooled, and breakdown bins. ``sizes``: each
-    image's (width, height), for the density breakdown."""
+    sums, counting errors per class and pooled, breakdown bins and image labels.
+    ``sizes``: each image's (width, height), for the density breakdown; ``labels``:
+    each image's index into ``state.labels``, for breakdown_by."""
     n_images = len(ids)
     state.add_images(ids)
     state.add("gt_points", counts.gt, keys=counts.klass)
@@ -48,9 +49,13 @@ def add_counts(state, ids, counts, sizes=None):
     pred = per_image_sums(counts.image, counts.pred, n_images)
     _add_errors(state, ("pooled_abs", "pooled_sq", "pooled_nae", "pooled_nae_images"),
                 np.zeros(n_images, np.int64), gt, pred)
+    if state.options.breakdown is None and labels is None:
+        return
+    tp = None if counts.tp is None else per_image_sums(counts.image, counts.tp, n_images)
     if state.options.breakdown is not None:
-        tp = None if counts.tp is None else per_image_sums(counts.image, counts.tp, n_images)
-        _add_bins(state, gt, pred, tp, sizes)
+        _add_image_groups(state, "bin", image_bins(state.options, gt, sizes), gt, pred, tp)
+    if labels is not None:
+        _add_image_groups(state, "label", labels, gt, pred, tp)
 
 
 def per_image_sums(image, values, n_images):
@@ -86,23 +91,35 @@ def image_bins(options, gt, sizes):
     return np.searchsorted(np.asarray(options.bins), value, side="left")
 
 
-def _add_bins(state, gt, pred, tp, sizes):
+def _add_image_groups(state, prefix, group, gt, pred, tp):
+    """Each image's true and predicted count, errors and TP/FP/FN into the fields
+    ``<prefix>_*`` of its group (``group``: an index per image; a breakdown bin, an
+    image label)."""
     n_t = len(state.options.thresholds)
-    bins = image_bins(state.options, gt, sizes)
-    state.add("bin_images", np.ones(bins.size, np.int64), keys=bins)
-    state.add("bin_gt", gt, keys=bins)
-    state.add("bin_pred", pred, keys=bins)
-    err = pred - gt
-    has_true = gt > 0
-    state.add("bin_abs", np.abs(err), keys=bins)
-    state.add("bin_sq", err * err, keys=bins)
-    state.add("bin_nae", np.abs(err[has_true]) / gt[has_true], keys=bins[has_true])
-    state.add("bin_nae_images", np.ones(int(has_true.sum()), np.int64), keys=bins[has_true])
+    state.add(f"{prefix}_images", np.ones(group.size, np.int64), keys=group)
+    state.add(f"{prefix}_gt", gt, keys=group)
+    state.add(f"{prefix}_pred", pred, keys=group)
+    _add_errors(state, tuple(f"{prefix}_{name}" for name in ("abs", "sq", "nae", "nae_images")),
+                group, gt, pred)
     if tp is not None:
-        keys = (bins[:, None] * n_t + np.arange(n_t)).ravel()
-        state.add("bin_tp", tp, keys=keys)
-        state.add("bin_fp", pred[:, None] - tp, keys=keys)
-        state.add("bin_fn", gt[:, None] - tp, keys=keys)
+        keys = (group[:, None] * n_t + np.arange(n_t)).ravel()
+        state.add(f"{prefix}_tp", tp, keys=keys)
+        state.add(f"{prefix}_fp", pred[:, None] - tp, keys=keys)
+        state.add(f"{prefix}_fn", gt[:, None] - tp, keys=keys)
+
+
+def add_level_points(state, level):
+    """The ground truth's points per level (``level``: each point's index into
+    ``state.levels``)."""
+    state.add("level_gt", np.ones(level.size, np.int64), keys=level)
+
+
+def _add_level_tp(state, batch, matching):
+    """TP per level and threshold: each matched gt counts for its level."""
+    n_t = len(state.options.thresholds)
+    tp = np.bincount(batch.gt_level[matching.gt] * n_t + matching.first_t,
+                     minlength=len(state.levels) * n_t).reshape(-1, n_t)
+    state.add("level_tp", np.cumsum(tp, axis=1) if matching.running else tp)
 
 
 def group_tp(batch, thresholds, matching):
@@ -114,15 +131,19 @@ def group_tp(batch, thresholds, matching):
     return np.cumsum(tp, axis=1) if matching.running else tp
 
 
-def tally(state, batch, kept, matching, sizes=None):
-    """Add a point batch's matching to the state; returns the GroupCounts."""
+def tally(state, batch, kept, matching, sizes=None, labels=None):
+    """Add a point batch's matching to the state; returns the GroupCounts. ``sizes``,
+    ``labels``: as add_counts."""
     thresholds = state.thresholds
     n_t = thresholds.size
     pred_group = batch.pred_group()
     counts = GroupCounts(batch.group_image, batch.group_class, np.diff(batch.gt_off),
                          np.bincount(pred_group[kept], minlength=batch.n_groups),
                          np.diff(batch.pred_off), group_tp(batch, thresholds, matching))
-    add_counts(state, batch.image_ids, counts, sizes)
+    add_counts(state, batch.image_ids, counts, sizes, labels)
+    if batch.gt_level is not None:
+        add_level_points(state, batch.gt_level)
+        _add_level_tp(state, batch, matching)
     dist = ExactSums((len(batch.classes), n_t))
     dist.add(batch.group_class[pred_group[matching.pred]] * n_t + matching.first_t,
              np.sqrt(matching.d2))
@@ -200,6 +221,23 @@ def match_rows(batch, thresholds, kept, matching):
         columns[f"gt_row@{d!r}"] = pa.array(gt_row[order], mask=~matched[order])
         columns[f"dist@{d!r}"] = pa.array(dist[order], mask=~matched[order])
     return pa.table(columns)
+
+
+def key_ranks(values):
+    """The distinct values of a level or label column, ascending, and each row's index
+    into them."""
+    distinct = pc.unique(values)
+    distinct = distinct.take(pc.sort_indices(distinct))
+    return distinct.to_pylist(), np.asarray(pc.index_in(values, value_set=distinct), np.int64)
+
+
+def image_labels(images, ids):
+    """Each image of ``ids``'s label of the breakdown_by column, as (labels ascending,
+    each image's index into them); None without the column."""
+    if images is None or images.attribute is None:
+        return None
+    at = pc.index_in(ids, value_set=images.image_id)
+    return key_ranks(images.attribute.take(at))
 
 
 def image_sizes(images, ids):

@@ -4,6 +4,7 @@ from itertools import pairwise
 import numpy as np
 
 from .errors import clip
+from .protocols import get
 from .ranking import rank_key
 
 NAME_CHARS = 40  # a name from the user's data or arguments, in a table's cell
@@ -106,23 +107,71 @@ def crowd_table(summary):
             rows += [(_name(name), *(fmt(v) for v in values))
                      for name, values in g["classes"].items()]
         lines += ["", *_aligned(rows)]
+    d = summary["config"]["thresholds"]
+    shown = sorted({0, len(d) - 1})  # F1 and recall at the smallest and largest threshold
     if "breakdown" in summary:
-        b, d = summary["breakdown"], summary["config"]["thresholds"]
-        shown = sorted({0, len(d) - 1})  # F1 at the smallest and largest threshold
-        rows = [("bin", "images", "gt", "pred", "MAE", "RMSE", "NAE",
-                 *(f"F1@{d[t]:g}" for t in shown))]
+        b = summary["breakdown"]
+        groups = {}
         for item in b["bins"]:
             lo = "[" if item is b["bins"][0] else "("
             hi = "inf)" if item["hi"] is None else f"{item['hi']:g}]"
-            rows.append((f"{lo}{item['lo']:g}, {hi}", str(item["images"]),
-                         str(item["gt_count"]), fmt(item["pred_count"], 2),
-                         *(fmt(item["counting"][k]) for k in ("mae", "rmse", "nae")),
-                         *(fmt(item["f1"][t]) for t in shown)))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines += ["", f"by true {'count' if b['by'] == 'count' else 'count per megapixel'}"]
-        lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows]
+            groups[f"{lo}{item['lo']:g}, {hi}"] = item
+        lines += ["", f"by true {'count' if b['by'] == 'count' else 'count per megapixel'}",
+                  *_group_rows("bin", groups, d, shown)]
+    if "breakdown_by" in summary:
+        groups = summary["breakdown_by"]["groups"]
+        lines += ["", f"by {_name(summary['breakdown_by']['column'])}",
+                  *_group_rows(_name(summary["breakdown_by"]["column"]),
+                               {_name(k): v for k, v in groups.items()}, d, shown)]
+    if "levels" in summary:
+        rows = [("level", "gt", *(f"TP@{d[t]:g}" for t in shown),
+                 *(f"recall@{d[t]:g}" for t in shown))]
+        for name, level in summary["levels"].items():
+            rows.append((_name(name), str(level["gt_points"]),
+                         *(fmt(None if level["tp"] is None else level["tp"][t]) for t in shown),
+                         *(fmt(None if level["recall"] is None else level["recall"][t])
+                           for t in shown)))
+        rows.append(("mean", "", *("" for _ in shown),
+                     *(fmt(summary["level_recall_mean"][t]) for t in shown)))
+        lines += ["", f"by level ({_name(summary['config']['level_column'])})",
+                  *_aligned(rows)]
     return "\n".join(lines) + "\n" if lines else ""
 
+
+def _group_rows(title, groups, d, shown):
+    """Table lines of groups of images (breakdown bins, image labels): images, counts,
+    counting errors and F1 at the shown thresholds."""
+    rows = [(title, "images", "gt", "pred", "MAE", "RMSE", "NAE",
+             *(f"F1@{d[t]:g}" for t in shown))]
+    for name, item in groups.items():
+        rows.append((name, str(item["images"]), str(item["gt_count"]),
+                     fmt(item["pred_count"], 2),
+                     *(fmt(item["counting"][k]) for k in ("mae", "rmse", "nae")),
+                     *(fmt(item["f1"][t]) for t in shown)))
+    return _aligned(rows)
+
+
+def protocol_table(summary):
+    """The protocol's own table, in its script's words ('' without a protocol); of a
+    comparison, a column per ranked submission."""
+    if "ranking" in summary:
+        name = summary["config"].get("protocol")
+        if name is None:
+            return ""
+        columns = {row["name"]: summary["submissions"][row["name"]]["summary"]["protocol"]
+                   for row in summary["ranking"]}
+    elif "protocol" in summary:
+        name, columns = summary["protocol"]["name"], {"": summary["protocol"]}
+    else:
+        return ""
+    protocol = get(name)
+    tables = [protocol.rows(table["results"]) for table in columns.values()]
+    rows = [("", *(_name(n, 20) for n in columns))] if len(columns) > 1 or "" not in columns \
+        else []
+    rows += [(label, *(fmt(table[k][1]) for table in tables))
+             for k, (label, _) in enumerate(tables[0])] if tables else []
+    return "\n".join(["", f"{protocol.title} (--protocol {protocol.name})",
+                      *_aligned(rows)]) + "\n"
 
 
 def rank_text(row):

@@ -23,7 +23,7 @@ class PointMetric(Metric):
     Parameters
     ----------
     thresholds, normalize, match, score_threshold, radius, knn_k, game, breakdown, bins,
-    device
+    level_column, breakdown_by, device
         As ``pointscore.PointMetrics`` (and ``pointscore.evaluate``) takes them.
     **kwargs
         torchmetrics.Metric's own (``process_group``, ``dist_sync_fn``, ...).
@@ -42,11 +42,13 @@ class PointMetric(Metric):
 
     def __init__(self, thresholds=None, normalize="none", match="greedy",
                  score_threshold=None, radius=None, knn_k=DEFAULT_KNN_K, game=None,
-                 breakdown=None, bins=None, device="auto", **kwargs):
+                 breakdown=None, bins=None, level_column=None, breakdown_by=None,
+                 device="auto", **kwargs):
         super().__init__(**kwargs)
         self.points = PointMetrics(thresholds=thresholds, normalize=normalize, match=match,
                                    score_threshold=score_threshold, radius=radius,
                                    knn_k=knn_k, game=game, breakdown=breakdown, bins=bins,
+                                   level_column=level_column, breakdown_by=breakdown_by,
                                    device=device)
         # Filled with the rank's packed state only while syncing, then with every rank's.
         self.add_state("packed", default=[], dist_reduce_fx=None, persistent=False)

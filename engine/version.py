@@ -1,7 +1,7 @@
 """The package's version, and the version of the JSON Schema of its summaries."""
 import functools
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
 
 
 @functools.lru_cache(maxsize=None)

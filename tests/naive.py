@@ -40,9 +40,12 @@ def _mean_over(values):
 
 
 def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match="greedy",
-             score_threshold=None, radius=None, knn_k=3):
+             score_threshold=None, radius=None, knn_k=3, level_column=None,
+             breakdown_by=None):
     """Dicts of columns in; the metric fields of the contract's summary out. With ``radius``
-    (a gt column) or normalize 'knn', each gt has its own scale (docs/scaled.md)."""
+    (a gt column) or normalize 'knn', each gt has its own scale (docs/scaled.md); with
+    ``level_column`` (a gt column), 'levels' and 'level_recall_mean'; with
+    ``breakdown_by`` (an images column), 'breakdown_by'."""
     has_class = "class" in gt
     has_score = "score" in pred
     image_ids = sorted(set(images["image_id"]) if images is not None
@@ -55,9 +58,13 @@ def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match=
             scale[i] = (w, h) if normalize == "wh" else (diag, diag)
 
     gt_pts, pred_pts = defaultdict(list), defaultdict(list)
-    for i, x, y, c, r in zip(gt["image_id"], gt["x"], gt["y"], _column(gt, "class", [0] * len(gt["x"])),
-                             _column(gt, radius, [1.0] * len(gt["x"]))):
+    gt_level = defaultdict(list)  # each group's gts' levels, in the group's order
+    for i, x, y, c, r, v in zip(gt["image_id"], gt["x"], gt["y"],
+                                _column(gt, "class", [0] * len(gt["x"])),
+                                _column(gt, radius, [1.0] * len(gt["x"])),
+                                _column(gt, level_column, [None] * len(gt["x"]))):
         gt_pts[i, c].append((x / scale[i][0], y / scale[i][1], r))  # r: the gt's scale
+        gt_level[i, c].append(v)
     scores = _column(pred, "score", [0.0] * len(pred["x"]))
     for i, x, y, c, s in zip(pred["image_id"], pred["x"], pred["y"],
                              _column(pred, "class", [0] * len(pred["x"])), scores):
@@ -93,12 +100,17 @@ def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match=
 
     n_t = len(thresholds)
     tp = {c: [0] * n_t for c in classes}
+    image_tp = {i: [0] * n_t for i in image_ids}
+    level_tp = defaultdict(lambda: [0] * n_t)
     dists = {c: [[] for _ in range(n_t)] for c in classes}
     for t, d in enumerate(thresholds):
         for i in image_ids:
             for c in classes:
                 found = rule(kept(pred_pts[i, c]), gt_pts[i, c], d)
                 tp[c][t] += len(found)
+                image_tp[i][t] += len(found)
+                for g, _ in found.values():
+                    level_tp[gt_level[i, c][g]][t] += 1
                 dists[c][t] += [math.sqrt(d2) for _, d2 in found.values()]
 
     n_gt = {c: sum(len(gt_pts[i, c]) for i in image_ids) for c in classes}
@@ -141,7 +153,34 @@ def evaluate(gt, pred, images=None, thresholds=(0.01,), normalize="none", match=
              for k in ("precision", "recall", "f1")}
     macro["ap"] = [_mean_over([ap[c][t] for c in scored]) if has_score else None
                    for t in range(n_t)]
+    out = {}
+    if level_column is not None:
+        levels = sorted({v for values in gt_level.values() for v in values})
+        n_level = {v: sum(values.count(v) for values in gt_level.values()) for v in levels}
+        recall = {v: [level_tp[v][t] / n_level[v] for t in range(n_t)] for v in levels}
+        out["levels"] = {str(v): {"gt_points": n_level[v], "tp": level_tp[v],
+                                  "recall": recall[v]} for v in levels}
+        out["level_recall_mean"] = [_mean_over([recall[v][t] for v in levels])
+                                    for t in range(n_t)]
+    if breakdown_by is not None:
+        label_of = dict(zip(images["image_id"], images[breakdown_by]))
+        groups = {}
+        for label in sorted({label_of[i] for i in image_ids}):
+            members = [i for i in image_ids if label_of[i] == label]
+            true = [sum(len(gt_pts[i, c]) for c in classes) for i in members]
+            found = [sum(len(kept(pred_pts[i, c])) for c in classes) for i in members]
+            group_tp = [sum(image_tp[i][t] for i in members) for t in range(n_t)]
+            group_fp = [sum(found) - v for v in group_tp]
+            group_fn = [sum(true) - v for v in group_tp]
+            rates = [_rates(a, b, e) for a, b, e in zip(group_tp, group_fp, group_fn)]
+            groups[str(label)] = {
+                "images": len(members), "gt_count": sum(true), "pred_count": sum(found),
+                "counting": _counting(list(zip(true, found))),
+                "tp": group_tp, "fp": group_fp, "fn": group_fn,
+                **{k: [r[k] for r in rates] for k in ("precision", "recall", "f1")}}
+        out["breakdown_by"] = {"column": breakdown_by, "groups": groups}
     return {
+        **out,
         "images": len(image_ids),
         "gt_points": sum(n_gt.values()),
         "pred_points": len(pred["x"]),

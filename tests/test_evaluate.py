@@ -136,3 +136,51 @@ def test_coincident_points_equal_naive(match):
     report = pointscore.evaluate(gt, pred, thresholds=thresholds, match=match, device="cpu")
     expected = naive_evaluate(gt, pred, None, thresholds, match=match)
     assert_same(metrics(report.summary), expected, approx_loc_error=match == "hungarian")
+
+
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+@settings(max_examples=30, deadline=None)
+@given(data=datasets(with_images=True), level_kind=st.sampled_from([int, str]),
+       seed=st.integers(0, 2**16))
+def test_levels_and_image_labels_equal_naive(match, data, level_kind, seed):
+    """Per-level TP and recall (--level-column) and per-label metrics (--breakdown-by)
+    equal the oracle's, in memory and streamed in shards of a few points (so that
+    states of different levels and labels merge). Hungarian's several optimal matchings
+    may match other ground truth (docs/metrics.md): its levels' TP sum to TP."""
+    gt, pred, images, thresholds = data
+    rng = np.random.default_rng(seed)
+    gt = dict(gt, level=np.array([level_kind(v) for v in rng.integers(0, 3, len(gt["x"]))]))
+    images = dict(images, scene=np.array(["indoor", "street", "stadium"])[
+        rng.integers(0, 3, len(images["image_id"]))])
+    options = dict(thresholds=thresholds, match=match, level_column="level",
+                   breakdown_by="scene")
+    expected = naive_evaluate(gt, pred, images, thresholds, match=match,
+                              level_column="level", breakdown_by="scene")
+    for report in (pointscore.evaluate(gt, pred, images, device="cpu", **options),
+                   pointscore.evaluate_stream(gt, pred, images, shard_points=5, device="cpu",
+                                              **options)):
+        found = metrics(report.summary)
+        assert found["breakdown_by"] == expected["breakdown_by"]
+        if match != "hungarian":
+            assert found["levels"] == expected["levels"]
+            assert found["level_recall_mean"] == expected["level_recall_mean"]
+            continue
+        levels = found["levels"].values()
+        assert {k: v["gt_points"] for k, v in found["levels"].items()} == \
+            {k: v["gt_points"] for k, v in expected["levels"].items()}
+        assert [sum(v["tp"][t] for v in levels) for t in range(len(thresholds))] == \
+            found["micro"]["tp"]
+
+
+def test_level_and_label_columns_are_checked():
+    gt = {"image_id": [0, 0], "x": [0.0, 1.0], "y": [0.0, 1.0], "level": [0.5, 1.0]}
+    pred = {"image_id": [0], "x": [0.0], "y": [0.0]}
+    images = {"image_id": [0, 1]}
+    with pytest.raises(pointscore.InputError) as error:
+        pointscore.evaluate(gt, pred, images, thresholds=[1], level_column="level",
+                            breakdown_by="weather")
+    lines = error.value.problems
+    assert any("column 'level' must be integer or string" in line for line in lines)
+    assert any("missing image label column 'weather'" in line for line in lines)
+    with pytest.raises(pointscore.InputError, match="breakdown_by 'weather' groups images by"):
+        pointscore.evaluate(gt, pred, thresholds=[1], breakdown_by="weather")

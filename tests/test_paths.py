@@ -58,6 +58,12 @@ CASES = {
     "breakdown_density": Case(images=True, options={"breakdown": "density"}),
     "classes": Case(tables="classes"),
     "count_only": Case(tables="counts", images=True),
+    "levels_labels": Case(images=True, options={"level_column": "level",
+                                                "breakdown_by": "scene"}),
+    "count_only_levels_labels": Case(tables="counts", images=True,
+                                     options={"level_column": "level",
+                                              "breakdown_by": "scene"}),
+    "protocol_nwpu": Case(images=True, options={"protocol": "nwpu", "thresholds": None}),
     "string_ids": Case(tables="strings", images=True),
     **{f"ties_{rule}": Case(tables="grid", options={"match": rule})
        for rule in ("greedy", "nearest", "hungarian")},
@@ -82,12 +88,20 @@ def generated():
     'grid' has whole-pixel coordinates and scores of one decimal, so that distances
     and scores tie and the rules' tie-breaks by row (docs/metrics.md) decide; 'counts'
     has count-only predictions: fractional counts, and no row for some images (a
-    predicted count of 0).
+    predicted count of 0). The ground truth has NWPU-Crowd's per-point columns too
+    (sigma_s, sigma_l, level), and the images table a label (scene) and a luminance level.
     """
     gt, pred, images = (pa.table(t) for t in data.crowd(
         n_images=30, target_gt=3000, max_per_image=400, n_classes=3, seed=11))
     rng = np.random.default_rng(3)
     gt = gt.append_column("r", pa.array(rng.uniform(2.0, 12.0, len(gt))))
+    for name, values in (("sigma_s", rng.uniform(2.0, 6.0, len(gt))),
+                         ("sigma_l", rng.uniform(6.0, 16.0, len(gt))),
+                         ("level", rng.integers(0, 6, len(gt)))):
+        gt = gt.append_column(name, pa.array(values))
+    images = images.append_column("scene", pa.array(
+        np.array(["street", "stadium", "station"])[rng.integers(0, 3, len(images))]))
+    images = images.append_column("luminance", pa.array(rng.integers(0, 3, len(images))))
     points = (gt.drop_columns("class"), pred.drop_columns("class"), images)
 
     def replaced(table, name, values):
@@ -180,11 +194,14 @@ def plans(caplog):
 
 
 def assert_plan(caplog, case):
-    """One run, cut into at least 3 shards and read as its layout wants: filtered by id
-    range when sorted, partitioned when scattered."""
-    [(shards, strategy)] = plans(caplog)
-    assert shards >= 3
-    assert strategy == ("partition" if case.layout == "scattered" else "filter")
+    """One run (two for a protocol of two passes), each cut into at least 3 shards and
+    read as its layout wants: filtered by id range when sorted, partitioned when
+    scattered."""
+    runs = plans(caplog)
+    assert len(runs) == (2 if case.options.get("protocol") == "nwpu" else 1)
+    for shards, strategy in runs:
+        assert shards >= 3
+        assert strategy == ("partition" if case.layout == "scattered" else "filter")
 
 
 def assert_same(report, expected, per_image=None, matches=None):

@@ -25,10 +25,10 @@ def as_columns(table):
         if not isinstance(table, dict) else {k: np.asarray(v) for k, v in table.items()}
 
 
-def image_dicts(gt, pred, images, radius=None):
+def image_dicts(gt, pred, images, radius=None, level_column=None, breakdown_by=None):
     """The tables as the loop sees them: (ids, preds, targets), one dict per image of the
     images table (in its order), count-only predictions as ``count`` (0 where the table
-    has no row)."""
+    has no row); the radius and level columns and the image label under their names."""
     gt, pred, images = as_columns(gt), as_columns(pred), as_columns(images)
     ids = images["image_id"]
     preds, targets = [], []
@@ -39,8 +39,11 @@ def image_dicts(gt, pred, images, radius=None):
             target["labels"] = gt["class"][g]
         if "width" in images:
             target["size"] = (images["width"][k], images["height"][k])
-        if radius:
-            target[radius] = gt[radius][g]
+        for column in (radius, level_column):
+            if column:
+                target[column] = gt[column][g]
+        if breakdown_by:
+            target[breakdown_by] = images[breakdown_by][k]
         if "count" in pred:
             predicted = {"count": float(pred["count"][p].sum())}
         else:
@@ -71,7 +74,8 @@ def same(a, b):
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if CASES[n].layout == "sorted"])
+@pytest.mark.parametrize("name", [n for n in CASES if CASES[n].layout == "sorted"
+                                  and "protocol" not in CASES[n].options])
 def test_the_loop_equals_evaluate_for_every_option(name, tables, monkeypatch):
     # Small pieces: several are scored and merged before compute.
     monkeypatch.setattr(point_metrics, "FLUSH_POINTS", 700)
@@ -79,7 +83,8 @@ def test_the_loop_equals_evaluate_for_every_option(name, tables, monkeypatch):
     gt, pred, images = tables[case.tables]
     options = options_of(case)
     expected = pointscore.evaluate(gt, pred, images, **options).summary
-    ids, preds, targets = image_dicts(gt, pred, images, options.get("radius"))
+    ids, preds, targets = image_dicts(gt, pred, images, *(options.get(key) for key in (
+        "radius", "level_column", "breakdown_by")))
     metric = fed(PointMetrics(**options), ids, preds, targets, seed=len(name))
     assert same(metric.compute(), expected)
 

@@ -21,11 +21,19 @@ from ..outputs import (
 )
 from ..read import READ_ERRORS, check_footers, is_parquet, metadata_points
 from ..sinks import RowSink
-from ..terminal import class_table, crowd_table, history_table, ranking_table, text_table
+from ..terminal import (
+    class_table,
+    crowd_table,
+    history_table,
+    protocol_table,
+    ranking_table,
+    text_table,
+)
 from .parsers import evaluate_parser, flag
 from .say import say
 
-SCORING = ("thresholds", "normalize", "match", "score_threshold", "device", "radius")
+SCORING = ("protocol", "thresholds", "normalize", "match", "score_threshold", "device",
+           "radius")
 GATE_FAILED = 3  # evaluate's exit status when --fail-if holds
 INVALID_SUBMISSIONS = 4  # compare's exit status when some submissions are invalid
 
@@ -37,8 +45,13 @@ def _limits(args):
 
 
 def _scoring(args):
-    """The scoring options of pointscore.evaluate from the parsed arguments."""
-    if args.knn_k is not None and args.normalize != "knn":
+    """The scoring options of pointscore.evaluate from the parsed arguments (None where
+    not given: the protocol's, else the default)."""
+    from ..protocols import PROTOCOLS
+    normalize = args.normalize
+    if normalize is None and args.protocol is not None:
+        normalize = PROTOCOLS[args.protocol].sets.get("normalize")
+    if args.knn_k is not None and normalize != "knn":
         raise InputError(f"usage error: {option('knn_k')} applies to {option('normalize')} "
                          "knn only")
     options = {name: getattr(args, name) for name in SCORING}
@@ -101,7 +114,8 @@ def evaluate_command(args):
     if args.workers and args.scheduler:
         raise InputError(f"usage error: give {option('workers')} (a local cluster) or "
                          f"{option('scheduler')} (an existing one), not both")
-    scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins)
+    scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins,
+                   level_column=args.level_column, breakdown_by=args.breakdown_by)
     limits = _limits(args)
     kept = _before_history(args, scoring, limits)
     distributed = args.workers is not None or args.scheduler
@@ -142,7 +156,8 @@ def evaluate_command(args):
             write_report(args.report, {default_names([args.pred])[0]: report})
     if STDOUT not in outputs.values():
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary)
-                         + (class_table(report.summary) if args.per_class else ""))
+                         + (class_table(report.summary) if args.per_class else "")
+                         + protocol_table(report.summary))
     if args.history:
         return _keep_in_history(args, report, kept)
     return report
@@ -164,14 +179,18 @@ def _before_history(args, scoring, limits):
     from .. import gate, history
     from ..content_hash import ground_truth_hash
     from ..options import ScoringOptions
+    from ..protocols import resolve
     history.check_store(args.history)
-    conditions = gate.parse(args.fail_if, args.thresholds) if args.fail_if else None
+    _, chosen = resolve(args.protocol, {k: v for k, v in scoring.items()
+                                        if k not in ("strict", "protocol")},
+                        args.images, limits)
+    options = ScoringOptions.create(**chosen)
+    conditions = gate.parse(args.fail_if, options.thresholds) if args.fail_if else None
     if conditions and any(c.p is not None for c in conditions) and not args.images:
         raise InputError(f"usage error: {option('fail_if')} with 'at p < P' pairs the run's "
                          f"images with the baseline's: give {option('images')}, so that both "
                          "score the same images")
-    options = ScoringOptions.create(**{k: v for k, v in scoring.items() if k != "strict"})
-    gt_hash = ground_truth_hash(args.gt, args.images, args.radius, limits)
+    gt_hash = ground_truth_hash(args.gt, args.images, options, limits)
     baseline = None
     if conditions is not None:
         baseline = history.baseline_of(args.history, args.baseline or "last", gt_hash,
@@ -247,7 +266,7 @@ def compare_command(args):
         with destination(args.csv) as dest:
             write_text(dest, ranking_csv(summary, summary["config"]["thresholds"]))
     if STDOUT not in (args.json, args.csv):
-        sys.stdout.write(ranking_table(summary))
+        sys.stdout.write(ranking_table(summary) + protocol_table(summary))
     for name, lines in comparison.invalid_lines(flag).items():
         for line in lines:
             say(f"invalid submission {shown(name)}: {line}")
@@ -320,7 +339,26 @@ def warmup_command(args):
           f"{CACHE_DIR or 'the package folder (__pycache__)'}")
 
 
+def protocols_command(args):
+    from ..protocols import PROTOCOLS
+    for protocol in PROTOCOLS.values():
+        print(f"{protocol.name}: {protocol.title}\n  sets: {_protocol_sets(protocol)}\n"
+              f"  from: {protocol.source}")
+
+
+def _protocol_sets(protocol):
+    """What a protocol sets, in flags: one line."""
+    from ..terminal import thresholds_text
+    parts = [f"{flag(name)} {thresholds_text(value) if isinstance(value, tuple) else value}"
+             for name, value in protocol.sets.items()]
+    parts += [f"{flag(name)} {column} (when the images table has it)"
+              for name, column in protocol.image_columns.items()]
+    parts += ["a second pass with " + ", ".join(f"{flag(k)} {v}" for k, v in changes.items())
+              for changes in protocol.passes.values()]
+    return "; ".join(parts)
+
+
 COMMANDS = {"evaluate": evaluate_command, "run": run_command, "history": history_command,
-            "compare": compare_command,
+            "compare": compare_command, "protocols": protocols_command,
             "convert": convert_command, "validate": validate_command,
             "warmup": warmup_command}

@@ -15,6 +15,7 @@ from ..choices import (
 from ..choices import CONVERT_FORMATS as FORMATS
 from ..errors import InputError
 from ..limits import TRUSTED, UNTRUSTED
+from ..protocols import PROTOCOLS
 from ..version import package_version
 
 # Library option names whose flag is not "--" + the name with dashes.
@@ -88,17 +89,20 @@ def whole_number(minimum):
 def _scoring(parser, images_help):
     """pointscore.evaluate's scoring options, for every subcommand that scores."""
     parser.add_argument("--images", help=images_help)
-    parser.add_argument("--thresholds", default="0.01:0.10:0.01", type=parse_thresholds,
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS),
+                        help="a benchmark's protocol: sets the scoring options not given "
+                             "and prints its table ('pointscore protocols' lists them)")
+    parser.add_argument("--thresholds", type=parse_thresholds,
                         help="start:stop:step or a,b,c (default 0.01:0.10:0.01)")
-    parser.add_argument("--normalize", choices=NORMALIZE, default="none",
-                        help="knn: thresholds in units of each gt's mean distance to its "
-                             "--knn-k nearest gts (docs/scaled.md)")
+    parser.add_argument("--normalize", choices=NORMALIZE,
+                        help="default none; knn: thresholds in units of each gt's mean "
+                             "distance to its --knn-k nearest gts (docs/scaled.md)")
     parser.add_argument("--radius-column", dest="radius", metavar="NAME",
                         help="a gt column of per-point scales (e.g. NWPU's sigma_l): match "
                              "when distance <= threshold * radius (docs/scaled.md)")
     parser.add_argument("--knn-k", type=whole_number(1), metavar="K",
                         help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
-    parser.add_argument("--match", choices=MATCH, default="greedy")
+    parser.add_argument("--match", choices=MATCH, help="default greedy")
     parser.add_argument("--strict", action="store_true",
                         help="warnings (thresholds that do not fit the data's units, a score "
                              "column under another name, files swapped, no images table) "
@@ -154,6 +158,12 @@ def _evaluate(commands):
     crowd.add_argument("--bins", type=parse_numbers, metavar="E0,E1,...",
                        help="upper bin edges (default 0,100,500,5000, NWPU-Crowd's scene "
                             "levels: [0,0], (0,100], ..., (5000,inf))")
+    crowd.add_argument("--breakdown-by", metavar="COLUMN",
+                       help="metrics per label of an images-table column (weather, "
+                            "luminance, scene)")
+    crowd.add_argument("--level-column", metavar="NAME",
+                       help="a gt column of per-point levels (NWPU-Crowd's 'level'): "
+                            "points, TP and recall per level")
     big = ev.add_argument_group(
         "large datasets", "Parquet dataset directories, and Parquet inputs of more points "
         "than one shard, are streamed shard by shard in bounded memory")
@@ -252,8 +262,8 @@ def _compare(commands):
                         help="bootstrap seed (default 0)")
     parser.add_argument("--confidence", type=float, default=0.95,
                         help="interval coverage (default 0.95)")
-    parser.add_argument("--rank-by", default="map", metavar="map|mae|rmse|f1@D",
-                        help="the ranking metric (default map)")
+    parser.add_argument("--rank-by", metavar="map|mae|rmse|f1@D",
+                        help="the ranking metric (default map, or the protocol's)")
     parser.add_argument("--json", metavar="PATH|-",
                         help="write the comparison as JSON ('-': stdout only)")
     parser.add_argument("--report", metavar="DIR",
@@ -266,7 +276,7 @@ def _compare(commands):
 def _convert(commands):
     parser = commands.add_parser(
         "convert", help="convert crowd-counting annotations to pointscore's Parquet",
-        description="Convert NWPU-Crowd txt/json, ShanghaiTech/UCF-QNRF .mat, COCO "
+        description="Convert NWPU-Crowd txt/json, ShanghaiTech/UCF-QNRF .mat, JHU-Crowd++, COCO "
                     "keypoint JSON or CSV points to the long Parquet layout "
                     "(image_id, x, y[, score, class]).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -305,6 +315,10 @@ def build():
     _compare(commands)
     _validate(commands)
     _convert(commands)
+    commands.add_parser(
+        "protocols", help="list the benchmark protocols of --protocol",
+        description="List the benchmark protocols that --protocol names, what each sets "
+                    "and where it comes from (docs/protocols.md).")
     commands.add_parser(
         "warmup", help="compile every kernel into Numba's cache (a container image, once)",
         description="Compile every CPU kernel into Numba's on-disk cache (NUMBA_CACHE_DIR, "

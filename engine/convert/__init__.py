@@ -1,6 +1,6 @@
 """The formats crowd-counting data comes in -> pointscore's long layout.
 
-    pointscore convert --from {nwpu-txt,nwpu-json,mat,coco,csv} [--role {gt,pred}]
+    pointscore convert --from {nwpu-txt,nwpu-json,mat,jhu,coco,csv} [--role {gt,pred}]
         INPUT [INPUT ...] --out PATH.parquet [--images-out PATH.parquet]
         [--map old=new,...] [--delimiter C] [--mat-key NAME] [--no-class]
 
@@ -23,6 +23,12 @@ Formats (one Python function each, all returning a pyarrow.Table):
   holding a struct whose ``location`` is N x 2 (x, y) and ``number`` is N) and
   UCF-QNRF / NWPU ``*_ann.mat`` / ``<n>.mat`` (``annPoints``, N x 2); any other
   variable holding N x 2 with ``--mat-key``. Coordinates are kept as stored.
+* ``jhu`` (:func:`from_jhu`): JHU-Crowd++ ground truth: a split directory (``gt/`` and
+  ``image_labels.txt``), a ``gt/`` directory or single files. Each ``gt/<n>.txt`` holds
+  a head per line, ``x y w h o b``; ``w``, ``h``, ``occlusion`` and ``blur`` are kept.
+  The images table takes ``scene``, ``weather`` (0 none, 1 fog or haze, 2 rain, 3 snow)
+  and ``distractor`` from ``image_labels.txt`` (``name,count,scene,weather,
+  distractor``), whose count must be the file's number of heads.
 * ``coco`` (:func:`from_coco`): a COCO keypoint dataset (``images``, ``annotations``
   with ``keypoints`` [x, y, v, ...]) or a results list (dicts with ``image_id``,
   ``category_id``, ``keypoints``, ``score``). Every keypoint with v > 0 is a point, its
@@ -34,8 +40,8 @@ Formats (one Python function each, all returning a pyarrow.Table):
   columns, every other column is kept as it is. The result is checked with the same
   rules as ``pointscore evaluate`` (rows counted from 0 after the header).
 
-Per-image files (nwpu-json, mat) take their image id from the file name: the stem for
-nwpu-json (``0001.json`` -> 1); for mat the stem without ShanghaiTech's ``GT_IMG_`` /
+Per-image files (nwpu-json, mat, jhu) take their image id from the file name: the stem
+for nwpu-json and jhu (``0001.json`` -> 1); for mat the stem without ShanghaiTech's ``GT_IMG_`` /
 ``GT_`` / ``IMG_`` prefix and UCF-QNRF's ``_ann`` suffix (``GT_IMG_12.mat`` -> 12,
 ``img_0001_ann.mat`` -> 1). When every such id is all digits they become integers,
 otherwise they all stay strings; two files giving the same id is an error.
@@ -56,10 +62,12 @@ from ..errors import InputError, option
 from .coco import from_coco
 from .common import FORMATS
 from .mat import from_mat, mat_image_id
+from .jhu import from_jhu
 from .nwpu import from_nwpu_json, from_nwpu_txt
 from .tabular import from_csv, parse_mapping
 
-__all__ = ["convert", "from_nwpu_txt", "from_nwpu_json", "from_mat", "from_coco", "from_csv",
+__all__ = ["convert", "from_nwpu_txt", "from_nwpu_json", "from_mat", "from_jhu", "from_coco",
+           "from_csv",
            "mat_image_id", "parse_mapping", "FORMATS"]
 
 
@@ -69,7 +77,7 @@ def convert(fmt, paths, *, role=None, mapping=None, delimiter=None, mat_key=None
 
     Parameters
     ----------
-    fmt : {'nwpu-txt', 'nwpu-json', 'mat', 'coco', 'csv'}
+    fmt : {'nwpu-txt', 'nwpu-json', 'mat', 'jhu', 'coco', 'csv'}
         The input format (see the module doc).
     paths : path or sequence of paths
         Files, or directories of files of the format.
@@ -103,6 +111,8 @@ def convert(fmt, paths, *, role=None, mapping=None, delimiter=None, mat_key=None
         return from_nwpu_json(paths, with_images=True)
     if fmt == "mat":
         return from_mat(paths, key=mat_key, with_images=True)
+    if fmt == "jhu":
+        return from_jhu(paths, with_images=True)
     if fmt == "coco":
         return from_coco(paths, role, keep_class=keep_class, with_images=True)
     if fmt == "csv":

@@ -15,6 +15,7 @@ EXTENSIONS = {
     "nwpu-txt": (".txt",),
     "nwpu-json": (".json",),
     "mat": (".mat",),
+    "jhu": (".txt",),
     "coco": (".json",),
     "csv": (".csv", ".tsv", ".csv.gz", ".tsv.gz"),
 }
