@@ -328,8 +328,14 @@ def _nwpu_kuhn(pred_xy, gt_xy, thresholds):
 
 def _kuhn(graph, n_right):
     """Size of a maximum matching; graph[u] lists the right vertices of left vertex u."""
+    return int((kuhn_matching(graph, n_right) >= 0).sum())
+
+
+def kuhn_matching(graph, n_right):
+    """The maximum matching NWPU-Crowd's eval.py finds: each right vertex's left vertex
+    (-1 when unmatched). graph[u] lists the right vertices of left vertex u in the order
+    they are tried; left vertices search in order, each with a fresh visited set."""
     match = [-1] * n_right
-    size = 0
     for root in range(len(graph)):
         if not graph[root]:
             continue
@@ -358,14 +364,13 @@ def _kuhn(graph, n_right):
             if found:
                 for left, right in zip(lefts, rights):  # flip the path
                     match[right] = left
-                size += 1
                 break
             if not descended:
                 lefts.pop()
                 nexts.pop()
                 if rights:
                     rights.pop()
-    return size
+    return np.array(match, np.int64)
 
 
 def _kdtree_greedy(pred_xy, gt_xy, thresholds):

@@ -73,7 +73,8 @@ def units_warning(options, gt_extents):
         extents = extents[extents > 0]
         if not extents.size:
             return None
-        median = float(np.median(extents))
+        with np.errstate(over="ignore"):  # extents near float64's limit: refused later
+            median = float(np.median(extents))
         if thresholds.max() < SMALL_SHARE * median:
             return (f"every threshold (at most {thresholds.max():g}) is below 1/1000 of the "
                     f"ground truth's median image extent ({median:.4g}): fractions applied "

@@ -7,7 +7,7 @@ from .errors import InputError, option
 
 SCALED_NOTE = ("matching with per-point scales (radius, knn) runs on the CPU; the GPU "
                "does the rest")
-HUNGARIAN_NOTE = "hungarian matching runs on the CPU; the GPU does the rest"
+MAXIMUM_MATCHING_NOTE = "{} matching runs on the CPU; the GPU does the rest"
 NO_GPU_NOTE = "no usable GPU, running on the CPU"
 
 

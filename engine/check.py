@@ -167,7 +167,9 @@ def load(source, role, extra=None, *, label=None, rows=None, limits=TRUSTED):
     if nested:
         listed = table.column("image_id") if "image_id" in table.column_names else None
         table, parents, within = _flatten_nested(table, label, limits)
-        point_rows = first[parents] + within
+        # ``rows`` gives each image row's first point; a whole table counts its points.
+        point_rows = np.arange(parents.size, dtype=np.int64) if rows is None \
+            else first[parents] + within
     else:
         point_rows = first
 

@@ -2,7 +2,7 @@
 imports, so that the command line's parser (and ``--help``) loads nothing heavy."""
 
 DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 10) for i in range(1, 11))
-MATCH = ("greedy", "nearest", "hungarian")
+MATCH = ("greedy", "nearest", "hungarian", "kuhn")
 # 'knn': coordinates stay as they are; each gt gets its own scale (docs/scaled.md).
 NORMALIZE = ("none", "wh", "diag", "knn")
 DEVICES = ("auto", "cpu", "gpu")

@@ -38,7 +38,7 @@ def evaluate(gt, pred, images=None, *, protocol=None, thresholds=None, normalize
         Units of the thresholds (default 'none'): coordinates as given, divided by the
         image's width and height, by its diagonal, or each gt's k-NN scale
         (docs/scaled.md).
-    match : {'greedy', 'nearest', 'hungarian'}, optional
+    match : {'greedy', 'nearest', 'hungarian', 'kuhn'}, optional
         The one-to-one matching rule of the operating point (default 'greedy').
     score_threshold : float, optional
         Keep predictions with ``score >= score_threshold`` at the operating point.

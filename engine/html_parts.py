@@ -6,6 +6,7 @@ so no global backend is chosen for the caller.
 import base64
 import html
 import io
+import math
 import warnings
 from types import SimpleNamespace
 
@@ -72,6 +73,25 @@ def inline_png(fig, alt, caption):
 def middle(thresholds):
     """The threshold index that the single-threshold columns and tables use."""
     return (len(thresholds) - 1) // 2
+
+
+def chosen_threshold(thresholds, threshold=None):
+    """The index of ``threshold`` among a run's ``thresholds`` (None: the middle one),
+    for the panels drawn at one threshold (per-class PR curves, overlays).
+
+    Raises
+    ------
+    InputError
+        When ``threshold`` is not one of ``thresholds``.
+    """
+    if threshold is None:
+        return middle(thresholds)
+    for t, d in enumerate(thresholds):
+        if math.isclose(float(d), threshold, rel_tol=1e-9):
+            return t
+    listed = ", ".join(f"{float(d):g}" for d in thresholds)
+    raise InputError(f"usage error: {option('overlay_threshold')} {threshold:g} is not one "
+                     f"of the run's thresholds ({listed})")
 
 
 def as_float(value):

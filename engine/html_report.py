@@ -1,8 +1,9 @@
 """A self-contained HTML report of scored submissions, for leaderboard maintainers.
 
 ``write_report(directory, reports)`` writes ``directory/index.html``: the configuration,
-ranking and summary tables, PR curves, precision/recall/F1 against d, predicted against
-true counts, count error against density and the worst images. Figures are PNGs inlined
+ranking and summary tables, PR curves (per class too), precision/recall/F1 against d,
+predicted against true counts, count error against density and the worst images, drawn
+with their points when the inputs are given (pointscore.overlays). Figures are PNGs inlined
 as base64 and the CSS is inline, so the page opens from disk or an archive with no
 network. matplotlib (the ``plot`` extra) draws with Agg through ``Figure`` objects, never
 pyplot, so no global backend is chosen for the caller.
@@ -20,14 +21,16 @@ import tempfile
 
 from . import remote
 from .errors import InputError, label_of, option
-from .html_parts import color, load_matplotlib, middle, note, table
+from .html_parts import chosen_threshold, color, load_matplotlib, middle, note, table
 from .outputs import report_directory_problem, umask
+from .overlays import DEFAULT_PATTERN, OverlayOptions, overlay_section
 from .report_figures import image_totals, per_image_sections, pr_section, rates_section
 from .terminal import fmt as _fmt
 from .terminal import rank_text
 
 
-def write_report(directory, reports, comparison=None, worst=10):
+def write_report(directory, reports, comparison=None, worst=10, *, sources=None,
+                 image_root=None, image_pattern=DEFAULT_PATTERN, overlay_threshold=None):
     """Write a self-contained HTML report, ``directory/index.html``.
 
     Parameters
@@ -41,6 +44,20 @@ def write_report(directory, reports, comparison=None, worst=10):
         are shown.
     worst : int
         Images listed per submission, largest count error first.
+    sources : pointscore.overlays.Sources, optional
+        The inputs the reports were scored from (ground truth, predictions per
+        submission, images table, limits). With them the worst images are drawn, each
+        with its points over the image (docs/report.md, "Overlays"); without, not.
+    image_root : path, optional
+        A local directory of the image files to draw the points over (needs
+        ``sources``); without it, blank canvases of the images' sizes.
+    image_pattern : str
+        An image's file name under ``image_root``, ``str.format`` of its ``image_id``
+        as in the tables (int or str): ``'{image_id}.jpg'``, ``'IMG_{image_id}.jpg'``,
+        ``'{image_id:04d}.jpg'``.
+    overlay_threshold : float, optional
+        The threshold d whose matching the overlays draw and the per-class PR curves
+        show; one of the run's thresholds (default: the middle one).
 
     Returns
     -------
@@ -50,7 +67,9 @@ def write_report(directory, reports, comparison=None, worst=10):
     Raises
     ------
     InputError
-        When matplotlib is missing or ``directory`` cannot take a report.
+        When matplotlib is missing, ``directory`` cannot take a report, an overlay
+        option is wrong (``overlay_threshold`` not a threshold of the run), or an image
+        id could name a file outside ``image_root``.
     """
     mpl = load_matplotlib()
     if not reports:
@@ -58,7 +77,13 @@ def write_report(directory, reports, comparison=None, worst=10):
     problem = report_directory_problem(directory)
     if problem:
         raise InputError(problem)
-    write_atomically(directory, _page(mpl, reports, comparison, worst))
+    overlays = OverlayOptions.create(image_root, image_pattern, overlay_threshold)
+    if image_root is not None and sources is None:
+        raise InputError(f"{option('image_root')} needs the inputs (sources) to read the "
+                         "worst images' points from")
+    for report in reports.values():
+        chosen_threshold(report.summary["config"]["thresholds"], overlays.threshold)
+    write_atomically(directory, _page(mpl, reports, comparison, worst, sources, overlays))
     return os.path.join(directory, "index.html")
 
 
@@ -119,6 +144,9 @@ td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 figure{margin:.5em 0 1.5em}img{max-width:100%;height:auto}
 figcaption,.muted{color:#555}
 .note{background:#fff7dd;border-left:4px solid #e0a800;padding:.3em .8em}
+.overlays{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:1em}
+.overlays figure{margin:0}.overlays img{border:1px solid #ccc}
+.legend .marker{margin-right:1.2em;white-space:nowrap}.legend svg{vertical-align:middle}
 """
 
 # Counts the figures the browser decoded, for the headless-browser test.
@@ -133,7 +161,7 @@ window.addEventListener("load", function () {
 """
 
 
-def _page(mpl, reports, comparison, worst):
+def _page(mpl, reports, comparison, worst, sources=None, overlays=None):
     first = next(iter(reports.values())).summary
     # a submission keeps its colour in every figure, whichever are left out
     pooled = {name: image_totals(report, color(i))
@@ -142,10 +170,12 @@ def _page(mpl, reports, comparison, worst):
         _config_section(reports, comparison),
         _ranking_section(reports, comparison),
         _summary_section(reports),
-        pr_section(mpl, reports),
+        pr_section(mpl, reports, None if overlays is None else overlays.threshold),
         rates_section(mpl, reports),
         per_image_sections(mpl, pooled, worst),
     ]
+    if sources is not None:
+        parts.append(overlay_section(reports, worst, sources, overlays or OverlayOptions()))
     body = "\n".join(parts)
     names = ", ".join(html.escape(name) for name in reports)
     return (

@@ -39,6 +39,9 @@ class Limits:
     component : int
         Cells of one connected component's cost matrix under the hungarian rule: 8
         bytes each.
+    search : int
+        Pairs looked at by the augmenting-path searches of one (image, class) group
+        under the kuhn rule: time, cubic where points pile up.
     untrusted : bool
         The leaderboard's mode: inputs must be regular files (no links, FIFOs or
         devices), the images table is required, and predictions may not name a class
@@ -51,6 +54,7 @@ class Limits:
     row_groups: int = 1_000_000
     pairs: int = 200_000_000
     component: int = 100_000_000
+    search: int = 10_000_000_000
     untrusted: bool = False
 
     @classmethod
@@ -80,7 +84,8 @@ class Limits:
 
 TRUSTED = Limits()
 UNTRUSTED = Limits(points=50_000_000, image_points=100_000, images=1_000_000, classes=10_000,
-                   row_groups=10_000, pairs=20_000_000, component=4_000_000, untrusted=True)
+                   row_groups=10_000, pairs=20_000_000, component=4_000_000,
+                   search=200_000_000, untrusted=True)
 BOUNDS = tuple(f.name for f in fields(Limits) if f.name != "untrusted")
 
 

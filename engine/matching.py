@@ -3,13 +3,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pointscore.kernels import rules
+from pointscore.kernels import kuhn, rules
 from pointscore.kernels.hungarian import ComponentTooLarge, match_threshold
 
 from .cpu import pair_lists
+from .group_threads import in_threads
 from .limits import TRUSTED
 
 RULES = {"greedy": rules.GREEDY, "nearest": rules.NEAREST}
+PER_THRESHOLD = ("hungarian", "kuhn")  # not monotone in t: matched at each threshold anew
 
 
 @dataclass
@@ -45,13 +47,14 @@ def match_batch(batch, options, kept, backend, scales=None, limits=TRUSTED):
     t2 = thresholds * thresholds
     tmax = float(thresholds[-1])
     ap_t2 = t2 if batch.pred_score is not None else np.zeros(0)
-    if options.match == "hungarian":
-        # Optimal matching is not monotone in t and needs every pair: on the CPU,
-        # per threshold, over the pairs of each connected component.
+    if options.match in PER_THRESHOLD:
+        # Maximum matchings are not monotone in t and need every pair: on the CPU, per
+        # threshold (hungarian over the pairs of each connected component).
         lists = pair_lists(batch, tmax, scales, limits)
         try:
-            found = [match_threshold(batch.pred_off, batch.gt_off, *lists, kept, float(t),
-                                     limits.component) for t in thresholds]
+            found = _kuhn(batch, lists, kept, thresholds, limits) if options.match == "kuhn" \
+                else [match_threshold(batch.pred_off, batch.gt_off, *lists, kept, float(t),
+                                      limits.component) for t in thresholds]
         except ComponentTooLarge as big:
             raise limits.exceeded("component", big.cells, "cells of a connected component's "
                                   "cost matrix (hungarian)") from None
@@ -67,3 +70,26 @@ def match_batch(batch, options, kept, backend, scales=None, limits=TRUSTED):
     # The pair counts from the first threshold that admits it onwards.
     return Matching(pred, match_gt[pred], key, np.searchsorted(t2, key, side="left"), True,
                     is_tp if ap_t2.size else None)
+
+
+def _kuhn(batch, lists, kept, thresholds, limits):
+    """The (pred, gt, key) pairs that Kuhn's augmenting paths match at each threshold,
+    the thresholds in threads (the kernel releases the GIL)."""
+    match_gt = np.empty((thresholds.size, kept.size), np.int64)
+    match_key = np.empty((thresholds.size, kept.size))
+    steps = np.zeros(thresholds.size, np.int64)
+
+    def at(t):
+        steps[t] = kuhn.match_groups(batch.pred_off, batch.gt_off, *lists, kept,
+                                     thresholds[t] * thresholds[t], match_gt[t], match_key[t],
+                                     limits.search)
+
+    in_threads(at, range(thresholds.size))
+    if steps.max(initial=0) > limits.search:
+        raise limits.exceeded("search", int(steps.max()), "pairs looked at by one image's "
+                              "augmenting-path search (kuhn)")
+    out = []
+    for t in range(thresholds.size):
+        pred = np.flatnonzero(match_gt[t] >= 0)
+        out.append((pred, match_gt[t, pred], match_key[t, pred]))
+    return out

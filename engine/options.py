@@ -31,7 +31,7 @@ class ScoringOptions:
         Distance thresholds d, sorted and distinct, each finite and > 0.
     normalize : {'none', 'wh', 'diag', 'knn'}
         Coordinate units of the thresholds.
-    match : {'greedy', 'nearest', 'hungarian'}
+    match : {'greedy', 'nearest', 'hungarian', 'kuhn'}
         The one-to-one matching rule of the operating point.
     score_threshold : float or None
         Predictions with ``score >= score_threshold`` are kept at the operating point.

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from . import advice, check, parquet, tally
 from . import plan as planning
-from .backends import HUNGARIAN_NOTE, SCALED_NOTE, backend_for
+from .backends import MAXIMUM_MATCHING_NOTE, SCALED_NOTE, backend_for
 from .batch import build_batch, group_keys, rank_tables
 from .counts import Counts
 from .crowd import add_game
@@ -254,8 +254,8 @@ def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=
     notes = [note] if note else []
     if device == "gpu" and options.scaled:
         notes.append(SCALED_NOTE)
-    elif device == "gpu" and options.match == "hungarian":
-        notes.append(HUNGARIAN_NOTE)
+    elif device == "gpu" and options.match in ("hungarian", "kuhn"):
+        notes.append(MAXIMUM_MATCHING_NOTE.format(options.match))
     for line in notes:
         log.info("pointscore: %s", line)
     return Report(state.summary(device, named(warnings)), per_image.table, state, notes,

@@ -77,13 +77,16 @@ def get(name):
     return PROTOCOLS[name]
 
 
-def localisation(summary, t):
-    """P, R and F1 at threshold index t from the summary's summed TP/FP/FN, as the
-    scripts compute them; None for count-only predictions (F1 None where P + R = 0,
-    where the scripts divide by zero)."""
-    tp = summary["micro"]["tp"][t]
-    if tp is None:
+def localisation(summary, d):
+    """P, R and F1 at the threshold d from the summary's summed TP/FP/FN, as the
+    scripts compute them; None for count-only predictions and when the run's
+    thresholds (an explicit --thresholds) lack d (F1 None where P + R = 0, where the
+    scripts divide by zero)."""
+    thresholds = summary["config"]["thresholds"]
+    if d not in thresholds or summary["micro"]["tp"][thresholds.index(d)] is None:
         return None
+    t = thresholds.index(d)
+    tp = summary["micro"]["tp"][t]
     fp, fn = summary["micro"]["fp"][t], summary["micro"]["fn"][t]
     precision = tp / (tp + fp + EPS)
     recall = tp / (tp + fn + EPS)
@@ -91,9 +94,11 @@ def localisation(summary, t):
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
-def _level_recall(summary, t, levels):
-    """Recall of each of the fixed ``levels`` as NWPU-Crowd's script has it: TP / (points
-    + 1e-20), so 0 for a level without points, and their plain mean over all levels."""
+def _level_recall(summary, d, levels):
+    """Recall at the threshold d of each of the fixed ``levels`` as NWPU-Crowd's script
+    has it: TP / (points + 1e-20), so 0 for a level without points, and their plain
+    mean over all levels."""
+    t = summary["config"]["thresholds"].index(d)
     found = summary.get("levels") or {}
     recall = np.array([(found[str(v)]["tp"][t] if str(v) in found else 0)
                        / ((found[str(v)]["gt_points"] if str(v) in found else 0) + EPS)
@@ -125,10 +130,10 @@ def _by_label(summary, metric="mae"):
 def _nwpu_results(main, passes, state):
     out = {}
     for name, summary in (("sigma_s", passes.get("sigma_s")), ("sigma_l", main)):
-        rates = None if summary is None else localisation(summary, 0)
-        if rates is not None:
+        rates = None if summary is None else localisation(summary, 1.0)
+        if rates is not None and "levels" in summary:
             rates["level_recall"], rates["level_recall_mean"] = \
-                _level_recall(summary, 0, NWPU_LEVELS)
+                _level_recall(summary, 1.0, NWPU_LEVELS)
         out[name] = rates
     out.update(_counting(main), nae=main["counting"]["nae"])
     scene = {f"S{b}": group["counting"]["mae"] for b, group in
@@ -148,9 +153,10 @@ def _nwpu_rows(results):
             continue
         rows += [(f"AP_{word}", rates["precision"]), (f"AR_{word}", rates["recall"]),
                  (f"F1m_{word}", rates["f1"])]
-        rows += [(f"AR_{word}_category {level}", value)
-                 for level, value in rates["level_recall"].items()]
-        rows.append((f"AR_{word}_category avg", rates["level_recall_mean"]))
+        if "level_recall" in rates:
+            rows += [(f"AR_{word}_category {level}", value)
+                     for level, value in rates["level_recall"].items()]
+            rows.append((f"AR_{word}_category avg", rates["level_recall_mean"]))
     rows += [("MAE", results["mae"]), ("MSE", results["mse"]), ("NAE", results["nae"])]
     rows += [(f"scene {level} MAE", value) for level, value in results["scene_mae"].items()]
     rows.append(("scene avg MAE", results["scene_mae_mean"]))
@@ -164,7 +170,7 @@ def _nwpu_rows(results):
 # -- FIDTM's UCF-QNRF and ShanghaiTech localisation --------------------------------------------
 
 def _qnrf_results(main, passes, state):
-    per = [localisation(main, t) for t in range(len(main["config"]["thresholds"]))]
+    per = [localisation(main, d) for d in main["config"]["thresholds"]]
     out = {}
     if per[0] is not None:
         for name in ("precision", "recall", "f1"):
@@ -185,7 +191,7 @@ def _qnrf_rows(results):
 
 
 def _shanghaitech_results(main, passes, state):
-    return {"sigma_s": localisation(main, 0), "sigma_l": localisation(main, 1),
+    return {"sigma_s": localisation(main, 4.0), "sigma_l": localisation(main, 8.0),
             **_counting(main)}
 
 
@@ -252,7 +258,7 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("nwpu", "NWPU-Crowd localisation and counting",
              "NWPU-Crowd's localisation evaluation script (gjy3035/NWPU-Crowd-Sample-Code-"
              "for-Localization, eval/eval.py) and its counting leaderboard",
-             sets={"radius": "sigma_l", "thresholds": (1.0,), "match": "hungarian",
+             sets={"radius": "sigma_l", "thresholds": (1.0,), "match": "kuhn",
                    "level_column": "level", "breakdown": "count", "bins": DEFAULT_BINS},
              image_columns={"breakdown_by": "luminance"},
              passes={"sigma_s": {"radius": "sigma_s"}},
@@ -260,17 +266,17 @@ PROTOCOLS = {p.name: p for p in (
     Protocol("qnrf", "UCF-QNRF localisation (FIDTM)",
              "FIDTM's UCF-QNRF evaluation (dk-liang/FIDTM, local_eval/eval_qnrf.py)",
              sets={"thresholds": tuple(float(d) for d in range(1, 101)),
-                   "match": "hungarian"},
+                   "match": "kuhn"},
              results=_qnrf_results, rows=_qnrf_rows),
     Protocol("shanghaitech", "ShanghaiTech localisation (FIDTM) and counting",
              "FIDTM's evaluation (dk-liang/FIDTM, local_eval/eval.py with sigma_s = 4, "
              "sigma_l = 8 from gt_generate.py)",
-             sets={"thresholds": (4.0, 8.0), "match": "hungarian"},
+             sets={"thresholds": (4.0, 8.0), "match": "kuhn"},
              results=_shanghaitech_results, rows=_shanghaitech_rows),
     Protocol("jhu", "JHU-Crowd++ counting",
              "JHU-Crowd++'s paper (Sindagi et al., TPAMI 2020): MAE/MSE overall, by count "
              "range and by weather",
-             sets={"thresholds": (4.0, 8.0), "match": "hungarian", "breakdown": "count",
+             sets={"thresholds": (4.0, 8.0), "match": "kuhn", "breakdown": "count",
                    "bins": (50.0, 500.0)},
              image_columns={"breakdown_by": "weather"},
              results=_jhu_results, rows=_jhu_rows),

@@ -5,28 +5,34 @@ import numpy as np
 
 from pointscore.kernels.ap import RECALL_POINTS
 
-from .html_parts import as_float, color, inline_png, middle, note, table
+from .html_parts import as_float, chosen_threshold, color, inline_png, middle, note, table
 from .terminal import fmt as _fmt
 
 
-def pr_section(mpl, reports):
+def pr_section(mpl, reports, threshold=None):
+    """The PR curves: one panel per submission with scores (the macro curve per d);
+    with several classes, also one panel per class at one threshold (``threshold``,
+    default the middle one)."""
     head = "<h2 id=pr>Precision-recall curves</h2>"
     scored = {name: report for name, report in reports.items() if report.state.has_scores}
     if not scored:
         return head + "\n" + note("No submission has scores: AP and PR curves are undefined.")
     unscored = [name for name in reports if name not in scored]
+    # (n_classes, n_thresholds, 101) per submission, computed once for both figures
+    curves = {name: report.state.interpolated_precision() for name, report in scored.items()}
     fig, axes = mpl.figure(len(scored), sharex=True, sharey=True)
     for ax, (name, report) in zip(axes, scored.items()):
-        pr_panel(mpl, ax, name, report)
+        pr_panel(mpl, ax, name, report, curves[name])
     return head + "\n" + (note(f"Without scores, so without curves: {', '.join(unscored)}.")
                           + "\n" if unscored else "") + inline_png(
         fig, "precision-recall curves",
         "COCO interpolated precision at the 101 recall points, one line per threshold d. "
         "With several classes the curve is the macro one, the mean over classes with "
-        "ground truth, so its mean is the AP in the legend.")
+        "ground truth, so its mean is the AP in the legend.") + class_pr(
+        mpl, reports, curves, threshold)
 
 
-def pr_panel(mpl, ax, name, report):
+def pr_panel(mpl, ax, name, report, curves=None):
     ax.set_title(name)
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     state = report.state
@@ -34,7 +40,9 @@ def pr_panel(mpl, ax, name, report):
         ax.text(0.5, 0.5, "no ground truth", ha="center", va="center",
                 transform=ax.transAxes)
         return
-    curves = state.interpolated_precision()[state.gt_points > 0].mean(axis=0)
+    if curves is None:
+        curves = state.interpolated_precision()
+    curves = curves[state.gt_points > 0].mean(axis=0)
     ap = report.summary["macro"]["ap"]
     cmap = mpl.colormaps["viridis"]
     n_t = len(curves)
@@ -42,6 +50,58 @@ def pr_panel(mpl, ax, name, report):
         ax.plot(RECALL_POINTS, curves[t], color=cmap(t / max(n_t - 1, 1)),
                 label=f"d={d:g} AP {_fmt(ap[t], 3)}")
     ax.legend(fontsize="x-small", loc="lower left")
+
+
+MAX_CLASS_PANELS = 12
+
+
+def class_pr(mpl, reports, curves, threshold=None):
+    """Per-class PR curves at one threshold, when a submission has several classes: one
+    panel per class (the MAX_CLASS_PANELS with the most ground truth, in class order),
+    one line per submission in its colour; '' otherwise."""
+    if not any(len(reports[name].state.classes) > 1 for name in curves):
+        return ""
+    gt = {}  # class -> its ground-truth points (the most any submission's state counts)
+    for name in curves:
+        state = reports[name].state
+        for c, label in enumerate(state.classes):
+            gt[label] = max(gt.get(label, 0), int(state.gt_points[c]))
+    classes = [label for label in gt if gt[label] > 0]
+    drawn = sorted(sorted(classes, key=lambda label: -gt[label])[:MAX_CLASS_PANELS],
+                   key=classes.index)
+    first = reports[next(iter(curves))].state.thresholds
+    at = f" at d={float(first[chosen_threshold(first, threshold)]):g}"
+    head = f"\n<h3 id=pr-classes>Per class{at}</h3>\n"
+    if not drawn:
+        return head + note("No class has ground truth: no per-class curves.")
+    fig, axes = mpl.figure(len(drawn), panel=(3.3, 2.9), columns=4, sharex=True, sharey=True)
+    for ax, label in zip(axes, drawn):
+        ax.set_title(f"class {label}", fontsize="medium")
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
+        for i, name in enumerate(reports):
+            state = reports[name].state
+            if name not in curves or label not in state.classes:
+                continue
+            curve = curves[name][state.classes.index(label),
+                                 chosen_threshold(state.thresholds, threshold)]
+            if np.isnan(curve).all():  # no ground truth of this class in its images
+                continue
+            ax.plot(RECALL_POINTS, curve, color=color(i),
+                    label=f"{name} AP {_fmt(float(curve.mean()), 3)}")
+        if ax.lines:
+            ax.legend(fontsize="x-small", loc="lower left")
+    for ax in axes[-min(len(axes), 4):]:
+        ax.set_xlabel("recall")
+    for ax in axes[::4]:
+        ax.set_ylabel("precision")
+    left = len(classes) - len(drawn)
+    return head + (note(f"{len(drawn)} of {len(classes)} classes with ground truth drawn "
+                        f"(those with the most ground-truth points); {left} left out.") + "\n"
+                   if left else "") + inline_png(
+        fig, f"precision-recall curves per class{at}",
+        f"COCO interpolated precision at the 101 recall points per class{at} (the threshold "
+        "the overlays draw), one line per submission; its mean is the class's AP in the "
+        "legend.")
 
 
 def rates_section(mpl, reports):
@@ -142,7 +202,7 @@ def worst_section(pooled, worst):
              "over classes), largest first, with their matches at the middle threshold.</p>"]
     for name, p in pooled.items():
         error = p["pred"] - p["true"]
-        order = np.argsort(-np.abs(error), kind="stable")[:worst]  # ties: ascending id
+        order = worst_order(p["true"], p["pred"], worst)
         rows = [(str(p["image_id"][i]), str(p["true"][i]), f"{p['pred'][i]:g}",
                  f"{error[i]:+g}", *(str(p[k][i]) if k in p else "-" for k in ("tp", "fp", "fn")))
                 for i in order]
@@ -151,3 +211,10 @@ def worst_section(pooled, worst):
                   table(("image", "true", "predicted", "error", f"TP@{d}", f"FP@{d}",
                           f"FN@{d}"), rows)]
     return "\n".join(parts)
+
+
+def worst_order(true, pred, worst):
+    """The rows of the ``worst`` images with the largest |pred - true|, largest first;
+    ties in ascending id (the rows' order). The worst-images tables and the overlays
+    (pointscore.overlays) show these."""
+    return np.argsort(-np.abs(np.asarray(pred) - np.asarray(true)), kind="stable")[:worst]

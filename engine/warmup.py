@@ -32,6 +32,7 @@ STEPS = (
     ("greedy matching and AP", {"thresholds": [2.0, 4.0]}),
     ("nearest matching", {"thresholds": [2.0, 4.0], "match": "nearest"}),
     ("hungarian matching", {"thresholds": [2.0, 4.0], "match": "hungarian"}),
+    ("kuhn matching (the protocols')", {"thresholds": [2.0, 4.0], "match": "kuhn"}),
     ("per-point radii", {"thresholds": [0.5, 1.0], "radius": "radius"}),
     ("k-NN scales", {"thresholds": [0.5, 1.0], "normalize": "knn"}),
     ("GAME and breakdowns", {"thresholds": [0.05], "normalize": "wh", "game": 2,

@@ -33,13 +33,18 @@ def hungarian(pred_xy, gt_xy, d):
     return hungarian_key(pair_d2(pred_xy, gt_xy), d * d)
 
 
+def kuhn(pred_xy, gt_xy, d):
+    """Maximum-cardinality matching within d as NWPU-Crowd's evaluation finds it."""
+    return kuhn_key(pair_d2(pred_xy, gt_xy), d * d)
+
+
 def score_order(pred_xy, scores, gt_xy, d):
     """COCO's AP matching: descending score (stable), nearest unmatched gt within d, the
     last in row order among equally near ones."""
     return score_order_key(pair_d2(pred_xy, gt_xy), scores, d * d)
 
 
-POLICIES = {"greedy": greedy, "nearest": nearest, "hungarian": hungarian}
+POLICIES = {"greedy": greedy, "nearest": nearest, "hungarian": hungarian, "kuhn": kuhn}
 
 
 def coco101_ap(scores, is_tp, n_gt):
@@ -103,6 +108,29 @@ def hungarian_key(key, t2):
     return {p: (g, key[p, g]) for p, g in zip(rows, cols) if feasible[p, g]}
 
 
+def kuhn_key(key, t2):
+    """NWPU-Crowd's eval.py: for each prediction in row order, a recursive depth-first
+    search for an augmenting path with a fresh visited set, trying its gts within t in
+    row order; a free gt is taken at once, a taken one is passed on to its owner."""
+    n_pred, n_gt = key.shape
+    graph = [[g for g in range(n_gt) if key[p, g] <= t2] for p in range(n_pred)]
+    owner = [-1] * n_gt
+
+    def search(u, visited):
+        for v in graph[u]:
+            if v in visited:
+                continue
+            visited.add(v)
+            if owner[v] == -1 or search(owner[v], visited):
+                owner[v] = u
+                return True
+        return False
+
+    for p in range(n_pred):
+        search(p, set())
+    return {owner[g]: (g, key[owner[g], g]) for g in range(n_gt) if owner[g] >= 0}
+
+
 def score_order_key(key, scores, t2):
     """COCO's AP matching by key: descending score (stable), least-key free gt, the
     last in row order among equally near ones (pycocotools keeps the last of equal
@@ -119,7 +147,8 @@ def score_order_key(key, scores, t2):
     return matched
 
 
-KEY_POLICIES = {"greedy": greedy_key, "nearest": nearest_key, "hungarian": hungarian_key}
+KEY_POLICIES = {"greedy": greedy_key, "nearest": nearest_key, "hungarian": hungarian_key,
+                "kuhn": kuhn_key}
 
 
 def knn_radii(gt_xy, k):

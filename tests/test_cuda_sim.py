@@ -245,7 +245,7 @@ def tiny_gpu(monkeypatch):
 
 
 @pytest.mark.parametrize("score_threshold", [None, 0.5])
-@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian", "kuhn"])
 def test_evaluate_on_gpu_equals_cpu(tiny_gpu, match, score_threshold):
     # hungarian matches on the CPU whatever the device; its AP matching is the GPU's.
     kwargs = dict(thresholds=[0.5, 1.0, 2.0, 5.0], match=match, score_threshold=score_threshold)

@@ -25,7 +25,7 @@ def assert_same(actual, expected, approx_loc_error=False):
     assert actual == expected
 
 
-@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian", "kuhn"])
 @SETTINGS
 @given(data=datasets(), use_score_threshold=st.booleans())
 def test_engine_equals_naive(match, data, use_score_threshold):
@@ -138,7 +138,7 @@ def test_coincident_points_equal_naive(match):
     assert_same(metrics(report.summary), expected, approx_loc_error=match == "hungarian")
 
 
-@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian"])
+@pytest.mark.parametrize("match", ["greedy", "nearest", "hungarian", "kuhn"])
 @settings(max_examples=30, deadline=None)
 @given(data=datasets(with_images=True), level_kind=st.sampled_from([int, str]),
        seed=st.integers(0, 2**16))

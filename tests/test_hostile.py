@@ -662,6 +662,25 @@ def test_hungarian_past_its_budgets_exits_2_naming_the_flag(flag, bound, tmp_pat
     assert code == 0 and strict_json(out)["micro"]["tp"] == [n], err
 
 
+def test_kuhn_past_its_search_budget_exits_2_naming_the_flag(tmp_path, capsys):
+    """Kuhn's augmenting paths (the protocols' matching) look at pairs again and again
+    where points pile up: 300 predictions on 300 coincident gts take millions of steps,
+    refused past --max-search; the untrusted default is far above real crowds' needs
+    (NWPU-Crowd's densest validation image: 28,716 at sigma_l)."""
+    n = 300
+    gt = write(tmp_path / "gt.parquet", {"image_id": np.zeros(n, np.int64),
+                                         "x": np.zeros(n), "y": np.zeros(n)})
+    pred = write(tmp_path / "pred.parquet", {"image_id": np.zeros(n, np.int64),
+                                             "x": np.zeros(n), "y": np.zeros(n)})
+    argv = ["evaluate", "--device", "cpu", "--match", "kuhn", "--thresholds", "1",
+            "--gt", gt, "--pred", pred, "--json", "-"]
+    code, out, err = cli(capsys, *argv, "--max-search", "1000000")
+    assert (code, out) == (2, ""), err[-2000:]
+    problem_lines(err, 1, "--max-search", "augmenting-path search (kuhn)")
+    code, out, err = cli(capsys, *argv)
+    assert code == 0 and strict_json(out)["micro"]["tp"] == [n], err
+
+
 # ---- 12. reports ------------------------------------------------------------------------------
 
 def test_compare_without_bootstrap_writes_a_report(files, tmp_path, capsys):

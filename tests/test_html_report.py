@@ -1,6 +1,7 @@
-"""The HTML report (pointscore.html_report): rendered by headless chromium, self-contained,
-streamed reports without per-image tables, ranking with and without `pointscore
-compare`, atomic writing, and the message when matplotlib is missing."""
+"""The HTML report (pointscore.html_report): rendered by headless chromium (overlays of
+the worst images too), self-contained, streamed reports without per-image tables,
+ranking with and without `pointscore compare`, atomic writing, and the message when
+matplotlib is missing. tests/test_overlays.py tests the overlays themselves."""
 import dataclasses
 import os
 import re
@@ -19,11 +20,14 @@ from pointscore import InputError, html_report
 from pointscore.cli import main
 from pointscore.cli.parsers import flag
 from pointscore.html_report import write_report
+from pointscore.overlays import Sources
 
 HEADINGS = ["Configuration", "Ranking", "Summary", "Precision-recall curves",
             "Precision, recall and F1 against d", "Predicted against true counts",
             "Count error against density", "Worst images"]
-FIGURES = 4  # PR curves, P/R/F1 against d, count scatter, error against density
+# PR curves, per-class PR curves (two classes), P/R/F1 against d, count scatter, error
+# against density
+FIGURES = 5
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,36 @@ def test_browser_decodes_every_figure_and_draws_the_page(page, tmp_path):
     assert pixels.shape[:2] == (4000, 1280)
     assert pixels.std() > 0.05                          # not one flat colour
     assert (pixels.min(axis=2) < 0.9).mean() > 0.02     # and not nearly all white
+
+
+def test_browser_decodes_every_overlay(tmp_path):
+    """A report with the worst images drawn over real files (PNG and JPEG) and over a
+    blank canvas: every <img> the page holds has decoded (naturalWidth > 0)."""
+    from PIL import Image
+    gt, pred, images = crowd(n_images=5, target_gt=200, max_per_image=80, seed=3)
+    root = tmp_path / "images"
+    root.mkdir()
+    ids = images["image_id"].tolist()
+    for i, (image_id, width, height) in enumerate(zip(ids[:-1], images["width"],
+                                                      images["height"])):
+        # the last image has no file: a blank canvas
+        Image.new("RGB", (int(width), int(height)), (90 + 30 * i, 120, 150)).save(
+            root / f"{image_id}.{'png' if i % 2 else 'jpg'}")
+        if i % 2:  # the pattern names .jpg: a PNG under that name decodes too
+            (root / f"{image_id}.png").rename(root / f"{image_id}.jpg")
+    report = pointscore.evaluate(gt, pred, images, normalize="wh", thresholds=[0.01, 0.02],
+                                 device="cpu")
+    path = write_report(tmp_path / "report", {"model": report},
+                        sources=Sources(gt, {"model": pred}, images), image_root=root)
+    text = open(path, encoding="utf-8").read()
+    overlays = text.count('src="data:image/jpeg;base64,')
+    assert overlays == len(ids)
+    dom = chromium(tmp_path, "--dump-dom", "file://" + os.path.abspath(path))
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    total = FIGURES - 1 + overlays  # one class: no per-class figure
+    assert re.search(r'data-figures="(\d+)"', body).group(1) == str(total)
+    assert re.search(r'data-figures-loaded="(\d+)"', body).group(1) == str(total)
+    assert headings(dom) == HEADINGS + ["Worst images drawn"]
 
 
 # ---- the page itself ---------------------------------------------------------------------

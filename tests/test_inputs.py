@@ -367,9 +367,9 @@ def test_nested_image_ids_are_checked_image_by_image(gt, line):
     ({"thresholds": []}, "thresholds must be finite numbers > 0, got none"),
     ({"thresholds": [10 ** 400]}, "thresholds must be finite numbers > 0, got "
                                   "1000000000000000000000000000000000000..."),
-    ({"match": 3}, "match must be one of greedy, nearest, hungarian, got 3"),
+    ({"match": 3}, "match must be one of greedy, nearest, hungarian, kuhn, got 3"),
     ({"match": np.array(["greedy"])},
-     "match must be one of greedy, nearest, hungarian, got array(['greedy'], dtype='<U6')"),
+     "match must be one of greedy, nearest, hungarian, kuhn, got array(['greedy'], dtype='<U6')"),
     ({"normalize": ["wh"]}, "normalize must be one of none, wh, diag, knn, got ['wh']"),
 ])
 def test_options_of_the_wrong_type_give_one_line(options, line):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 import pointscore
 from pointscore.cli import main
 
-POLICIES = ["greedy", "nearest", "hungarian"]
+POLICIES = ["greedy", "nearest", "hungarian", "kuhn"]
 
 
 def by_row(table):
@@ -104,3 +104,16 @@ def test_gpu_under_the_simulator_exports_the_same_matches(match):
     kwargs = dict(thresholds=[1.0, 2.0], match=match, matches=True)
     cpu = pointscore.evaluate(gt, pred, device="cpu", **kwargs).matches
     assert pointscore.evaluate(gt, pred, device="gpu", **kwargs).matches.equals(cpu)
+
+
+def test_rows_of_a_nested_table_count_its_points():
+    """In the nested layout (a list of points per image) a point's row is its place
+    among the flattened points, image after image."""
+    import pyarrow as pa
+    points = pa.array([[{"x": 0.0, "y": 0.0}, {"x": 5.0, "y": 0.0}], [{"x": 1.0, "y": 1.0}]])
+    pred = pa.table({"image_id": [1, 2], "points": points})
+    gt = {"image_id": [1, 1, 2], "x": [0.0, 5.0, 1.0], "y": [0.0, 0.0, 1.0]}
+    matches = pointscore.evaluate(gt, pred, thresholds=[0.5], matches=True,
+                                  device="cpu").matches
+    assert matches["pred_row"].to_pylist() == [0, 1, 2]
+    assert matches["gt_row@0.5"].to_pylist() == [0, 1, 2]

@@ -48,6 +48,7 @@ CASES = {
     "greedy": Case(),
     "nearest": Case(options={"match": "nearest"}),
     "hungarian": Case(options={"match": "hungarian"}),
+    "kuhn": Case(options={"match": "kuhn"}),
     "score_threshold": Case(options={"score_threshold": 0.5}),
     "normalize_wh": Case(images=True, options={"normalize": "wh",
                                                "thresholds": [0.005, 0.01, 0.02]}),
@@ -66,7 +67,7 @@ CASES = {
     "protocol_nwpu": Case(images=True, options={"protocol": "nwpu", "thresholds": None}),
     "string_ids": Case(tables="strings", images=True),
     **{f"ties_{rule}": Case(tables="grid", options={"match": rule})
-       for rule in ("greedy", "nearest", "hungarian")},
+       for rule in ("greedy", "nearest", "hungarian", "kuhn")},
     "scattered_partition": Case(layout="scattered", images=True,
                                 options={"normalize": "wh", "match": "hungarian",
                                          "thresholds": [0.005, 0.01, 0.02]}),

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import pointscore
 
 SETTINGS = settings(max_examples=40, deadline=None)
-POLICIES = ["greedy", "nearest", "hungarian"]
+POLICIES = ["greedy", "nearest", "hungarian", "kuhn"]
 
 
 def _take(table, mask):

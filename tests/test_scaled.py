@@ -26,7 +26,7 @@ from pointscore.cli import main
 from pointscore.kernels import candidates, knn_scales
 
 SETTINGS = settings(max_examples=30, deadline=None)
-RULES = ["greedy", "nearest", "hungarian"]
+RULES = ["greedy", "nearest", "hungarian", "kuhn"]
 RADII = [0.5, 1.0, 2.0, 2.5, 3.0]  # squares exact: 3-4-5 pairs land exactly on t = 1, 2
 ANY = 2**62  # no pair budget
 

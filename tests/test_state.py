@@ -77,3 +77,41 @@ def test_states_with_different_id_types_do_not_merge():
                              {"image_id": ["a"], **pred}, thresholds=[1.0], device="cpu").state
     with pytest.raises(ValueError, match="image ids differ in type"):
         by_int.merge(by_str)
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=many_classes(), n_shards=st.integers(2, 5), seed=st.integers(0, 2**32 - 1))
+def test_levels_and_image_labels_merge_in_any_grouping(data, n_shards, seed):
+    """Shards hold different levels and labels (or none): merged, their rows line up by
+    value, as classes do."""
+    gt, pred = data
+    rng = np.random.default_rng(seed)
+    gt = dict(gt, level=rng.choice(["head", "body", "far"], len(gt["x"])))
+    images = {"image_id": np.arange(6), "weather": rng.integers(0, 3, 6)}
+    options = dict(thresholds=(1.0, 5.0), level_column="level", breakdown_by="weather",
+                   device="cpu")
+    whole = pointscore.evaluate(gt, pred, images, **options).state.summary()
+    shard_of = rng.integers(0, n_shards, 6)
+    states = [pointscore.evaluate(_take(gt, shard_of[gt["image_id"]] == s),
+                                  _take(pred, shard_of[pred["image_id"]] == s),
+                                  _take(images, shard_of == s), **options).state
+              for s in range(n_shards)]
+    while len(states) > 1:
+        i, j = sorted(rng.choice(len(states), 2, replace=False))
+        states[i] = states[i].merge(states.pop(j))
+    assert states[0].summary() == whole
+    assert pointscore.MetricState.from_state_dict(states[0].state_dict()).summary() == whole
+
+
+def test_a_state_kept_by_version_1_still_loads():
+    """History stores keep states of version 1 (before levels and labels): they load,
+    and summarise as they did."""
+    gt = {"image_id": [0, 0, 1], "x": [0.0, 5.0, 1.0], "y": [0.0, 0.0, 1.0]}
+    pred = {"image_id": [0, 1], "x": [0.5, 1.0], "y": [0.0, 1.0], "score": [0.9, 0.4]}
+    state = pointscore.evaluate(gt, pred, thresholds=[1.0], device="cpu").state
+    old = {k: v for k, v in state.state_dict().items()
+           if not k.startswith(("level_", "label_")) and k not in ("levels", "labels")}
+    old["version"] = 1
+    old["options"] = {k: v for k, v in old["options"].items()
+                      if k not in ("level_column", "breakdown_by")}
+    assert pointscore.MetricState.from_state_dict(old).summary() == state.summary()

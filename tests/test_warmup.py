@@ -36,6 +36,7 @@ def test_after_warmup_runs_compile_nothing(tmp_path):
     tables = ["--gt", paths["gt"], "--images", paths["images"], "--device", "cpu"]
     for argv in (["evaluate", "--pred", paths["pred"], "--thresholds", "1,3,9"],
                  ["evaluate", "--pred", paths["pred"], "--match", "hungarian"],
+                 ["evaluate", "--pred", paths["pred"], "--match", "kuhn"],
                  ["evaluate", "--pred", paths["pred"], "--radius-column", "radius",
                   "--thresholds", "0.5,1", "--match", "nearest"],
                  ["evaluate", "--pred", paths["pred"], "--normalize", "knn", "--game", "1",

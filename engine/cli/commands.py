@@ -97,6 +97,22 @@ def streams(gt, pred, shard_points, limits):
     return points > shard_points
 
 
+def _overlays(args):
+    """write_report's overlay keywords from --image-root, --image-pattern and
+    --overlay-threshold, checked before any work."""
+    from ..overlays import DEFAULT_PATTERN, OverlayOptions
+    given = {name: getattr(args, name)
+             for name in ("image_root", "image_pattern", "overlay_threshold")}
+    for name, value in given.items():
+        if value is not None and not args.report:
+            raise InputError(f"usage error: {option(name)} needs {option('report')}")
+    if args.image_pattern is not None and args.image_root is None:
+        raise InputError(f"usage error: {option('image_pattern')} needs {option('image_root')}")
+    OverlayOptions.create(args.image_root, args.image_pattern or DEFAULT_PATTERN,
+                          args.overlay_threshold)
+    return dict(given, image_pattern=args.image_pattern or DEFAULT_PATTERN)
+
+
 def _with_warnings(summary, lines):
     """The summary with its warnings as ``lines`` (options named by their flags), each
     said on stderr."""
@@ -117,6 +133,7 @@ def evaluate_command(args):
     scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins,
                    level_column=args.level_column, breakdown_by=args.breakdown_by)
     limits = _limits(args)
+    overlays = _overlays(args)
     kept = _before_history(args, scoring, limits)
     distributed = args.workers is not None or args.scheduler
     with ExitStack() as stack:
@@ -153,7 +170,10 @@ def evaluate_command(args):
         if args.report:  # last: it is renamed into place at once
             from ..compare import default_names
             from ..html_report import write_report
-            write_report(args.report, {default_names([args.pred])[0]: report})
+            from ..overlays import Sources
+            name = default_names([args.pred])[0]
+            write_report(args.report, {name: report}, **overlays,
+                         sources=Sources(args.gt, {name: args.pred}, args.images, limits))
     if STDOUT not in outputs.values():
         sys.stdout.write(text_table(report.summary) + crowd_table(report.summary)
                          + (class_table(report.summary) if args.per_class else "")
@@ -248,17 +268,22 @@ def compare_command(args):
     _check_outputs({"json": args.json, "report": args.report, "csv": args.csv},
                    [("gt", args.gt), ("images", args.images), *(("pred", p) for p in args.pred)])
     names = [name.strip() for name in args.names.split(",")] if args.names else None
+    overlays = _overlays(args)
+    limits = _limits(args)
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
                                    **_scoring(args), n_resamples=args.n_resamples,
                                    seed=args.seed, confidence=args.confidence,
-                                   rank_by=args.rank_by, limits=_limits(args))
+                                   rank_by=args.rank_by, limits=limits)
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
     for line in notes:
         say(line)
     summary = _with_warnings(comparison.summary, comparison.warning_lines(flag))
     if args.report and comparison.reports:
         from ..html_report import write_report
-        write_report(args.report, comparison.reports, summary)
+        from ..overlays import Sources
+        given = dict(zip(names or comparing.default_names(args.pred), args.pred))
+        write_report(args.report, comparison.reports, summary, **overlays,
+                     sources=Sources(args.gt, given, args.images, limits))
     if args.json:
         write_json(summary, args.json)  # written whole; '-' prints it alone
     if args.csv:

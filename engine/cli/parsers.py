@@ -127,12 +127,27 @@ def _limits(parser):
                                              f"untrusted {getattr(UNTRUSTED, name):,})")
 
 
+def _overlays(parser):
+    """--report's worst images drawn with their points (docs/report.md, "Overlays")."""
+    parser.add_argument("--image-root", metavar="ROOT",
+                        help="--report draws the worst images' points over their files in "
+                             "ROOT (default: over blank canvases of the images' sizes)")
+    parser.add_argument("--image-pattern", metavar="PATTERN",
+                        help="an image's file name under ROOT, str.format of its image_id "
+                             "(default '{image_id}.jpg'; e.g. 'IMG_{image_id}.jpg', "
+                             "'{image_id:04d}.jpg')")
+    parser.add_argument("--overlay-threshold", type=float, metavar="D",
+                        help="--report draws the matching at this threshold, one of the "
+                             "run's (default: the middle one)")
+
+
 LIMIT_HELP = {"points": "points (rows) of one input table",
               "image_points": "points of one table in one image",
               "images": "evaluated images", "classes": "classes",
               "row_groups": "row groups of one Parquet input",
               "pairs": "candidate pairs held at once (per-point scales, hungarian)",
-              "component": "cells of one hungarian component's cost matrix"}
+              "component": "cells of one hungarian component's cost matrix",
+              "search": "pairs one image's augmenting-path search looks at (kuhn)"}
 
 
 def _evaluate(commands):
@@ -148,6 +163,7 @@ def _evaluate(commands):
                     help="write every prediction's matched gt row and distance per threshold")
     ev.add_argument("--report", metavar="DIR",
                     help="write a self-contained HTML report (needs matplotlib: the plot extra)")
+    _overlays(ev)
     crowd = ev.add_argument_group(
         "crowd counting", "added to the summary only when asked for (docs/counting.md); "
         "--pred may also be per-image counts: image_id, count[, class]")
@@ -268,6 +284,7 @@ def _compare(commands):
                         help="write the comparison as JSON ('-': stdout only)")
     parser.add_argument("--report", metavar="DIR",
                         help="write a self-contained HTML report (needs matplotlib)")
+    _overlays(parser)
     parser.add_argument("--csv", metavar="PATH|-",
                         help="write the ranking as one CSV table (for a leaderboard site)")
     _limits(parser)

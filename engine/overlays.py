@@ -1,0 +1,689 @@
+"""The worst images drawn, for the HTML report: each image's points over its photo.
+
+The images are those the report lists as worst (largest |predicted - true| count,
+``report_figures.worst_order``), each submission its own. A run need not keep match
+rows for them: their points are read again from the run's inputs, filtered by image
+id, and those images alone are scored again by ``pointscore.evaluate(...,
+matches=True)`` with the run's scoring options. An image's matching depends on its own
+points only, so these are the run's matches (the counts are checked against the run's).
+
+Each image is drawn at one threshold d (default the middle one, as the report's other
+single-threshold panels) over its file under an image root, or over a blank canvas of
+its size, as a JPEG thumbnail of at most ``MAX_SIDE`` px on the longer side inlined in
+the page. Markers (Okabe-Ito colours, one shape each, with a dark outline) scale with
+the thumbnail. Image ids are checked before any file is opened: one that could name a
+file outside the root is an InputError.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import stat
+import string
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import InputError, first_line, label_of, option, shown
+from .html_parts import chosen_threshold, note
+from .limits import TRUSTED, Limits
+from .read import is_parquet, to_arrow
+from .report_figures import worst_order
+
+DEFAULT_PATTERN = "{image_id}.jpg"
+MAX_SIDE = 640             # a thumbnail's longer side, at most
+MIN_SIDE = 320             # and at least: small images and canvases are enlarged
+JPEG_QUALITY = 80
+MAX_OVERLAYS = 40          # thumbnails in one report, all submissions together
+BLANK = (68, 68, 68)       # the canvas of an image drawn without its file
+OUTLINE = (0, 0, 0)
+UNSAFE = ("/", "\\", "..", "\0")
+BOMB_PIXELS = 89_478_485   # Pillow's default limit, where Image.MAX_IMAGE_PIXELS is None
+ID_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                  OverflowError)
+
+
+@dataclass(frozen=True)
+class Marker:
+    """How one kind of point is drawn: its legend text, shape and colour."""
+    label: str
+    shape: str             # circle, plus, square or cross
+    rgb: tuple
+
+
+# Drawn in this order (errors on top), in Okabe & Ito's colour-blind-safe colours.
+MARKERS = {
+    "matched_gt": Marker("ground truth, matched", "circle", (86, 180, 233)),    # sky blue
+    "tp": Marker("prediction, matched (TP)", "plus", (0, 158, 115)),             # bluish green
+    "missed": Marker("ground truth, missed (FN)", "square", (240, 228, 66)),     # yellow
+    "fp": Marker("prediction, false positive (FP)", "cross", (213, 94, 0)),      # vermillion
+}
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where the reports' points come from, to read the worst images' points again.
+
+    Attributes
+    ----------
+    gt : path or table
+        The ground truth every report was scored against (as given to
+        ``pointscore.evaluate``).
+    pred : Mapping
+        Submission name (the reports' keys) -> its predictions, as given.
+    images : path or table, optional
+        The images table, as given (sizes of the blank canvases, ``normalize``).
+    limits : pointscore.Limits, optional
+        The run's bounds on what is read (default: ``Limits()``).
+    """
+    gt: object
+    pred: Mapping
+    images: object = None
+    limits: Limits | None = None
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """What the overlays draw on: the image files and the threshold.
+
+    Attributes
+    ----------
+    image_root : str or None
+        A local directory of the image files; None: blank canvases.
+    image_pattern : str
+        An image's file name under ``image_root``: ``str.format`` of ``image_id``.
+    threshold : float or None
+        The threshold d whose matching is drawn (None: the middle one).
+    """
+    image_root: str | None = None
+    image_pattern: str = DEFAULT_PATTERN
+    threshold: float | None = None
+
+    @classmethod
+    def create(cls, image_root: str | os.PathLike | None = None,
+               image_pattern: str = DEFAULT_PATTERN,
+               threshold: float | None = None) -> OverlayOptions:
+        """Check the options, before any work.
+
+        Raises
+        ------
+        InputError
+            When ``image_root`` is not a local directory, ``image_pattern`` does not
+            name the image by ``{image_id}`` alone, or ``threshold`` is not a number > 0.
+        """
+        problems = pattern_problems(image_pattern)
+        if image_root is not None:
+            image_root = os.fspath(image_root)
+            if not os.path.isdir(image_root):
+                problems.append(f"{option('image_root')} {label_of(image_root)}: not a "
+                                "directory (a local one)")
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
+                    or not 0 < threshold < math.inf:
+                problems.append(f"{option('overlay_threshold')} must be a number > 0, got "
+                                f"{shown(threshold)}")
+            else:
+                threshold = float(threshold)
+        if problems:
+            raise InputError(problems)
+        return cls(image_root, image_pattern, threshold)
+
+
+def pattern_problems(pattern: str) -> list[str]:
+    """What is wrong with an image-file pattern: it must be text whose only
+    replacement field is ``image_id`` (with a format spec, e.g. ``{image_id:04d}``).
+
+    Returns
+    -------
+    list of str
+        One line per problem; empty when the pattern is usable.
+    """
+    head = f"{option('image_pattern')} {shown(pattern)}"
+    if not isinstance(pattern, str) or not pattern:
+        return [f"{head}: expected a file name pattern such as '{DEFAULT_PATTERN}'"]
+    try:
+        fields = [(name, spec) for _, name, spec, _ in string.Formatter().parse(pattern)
+                  if name is not None]
+    except ValueError as exc:
+        return [f"{head}: {first_line(exc)}"]
+    if not fields or any(name != "image_id" or "{" in (spec or "") for name, spec in fields):
+        return [f"{head}: must name the image by {{image_id}} alone (a format spec "
+                "allowed, e.g. {image_id:04d}), and no other field"]
+    return []
+
+
+def image_file(root: str, pattern: str, image_id: object) -> str:
+    """The path of an image's file under ``root``: ``pattern.format(image_id=...)``.
+
+    Parameters
+    ----------
+    root : str
+        The image root directory.
+    pattern : str
+        The file name pattern (see ``pattern_problems``).
+    image_id : int or str
+        The image's id, as in the tables.
+
+    Returns
+    -------
+    str
+        The resolved path, inside ``root``.
+
+    Raises
+    ------
+    InputError
+        When the id holds '/', '\\\\', '..' or NUL, the pattern cannot format it, or the
+        resolved path (links followed) is outside ``root``: nothing is read then.
+    """
+    text = str(image_id)
+    if any(part in text for part in UNSAFE):
+        raise InputError(f"image id {shown(image_id)}: refused as a file name under "
+                         f"{option('image_root')} (it holds '/', '\\', '..' or NUL)")
+    try:
+        name = pattern.format(image_id=image_id)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise InputError(f"{option('image_pattern')} {shown(pattern)} cannot name image id "
+                         f"{shown(image_id)}: {first_line(exc)}") from None
+    if "\0" in name:
+        raise InputError(f"image id {shown(image_id)}: refused as a file name under "
+                         f"{option('image_root')} (its name holds NUL)")
+    base = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(base, name))
+    if os.path.commonpath([base, path]) != base:
+        raise InputError(f"image id {shown(image_id)}: its file {shown(name)} is outside "
+                         f"{option('image_root')}; refused")
+    return path
+
+
+# -- the points of some images -----------------------------------------------------------
+
+def read_rows(source: object, role: str, ids: Sequence, limits: Limits = TRUSTED,
+              extra: Mapping | None = None) -> pa.Table:
+    """The rows of the images ``ids`` in one input, in the long layout.
+
+    Parameters
+    ----------
+    source : path or table
+        An input as ``pointscore.evaluate`` takes it. Parquet files and dataset
+        directories are read row group by row group, only the groups whose image-id
+        range can hold one of ``ids``; other inputs are read whole and filtered.
+    role : {'gt', 'pred', 'images'}
+        Which table it is.
+    ids : sequence
+        Image ids (int or str).
+    limits : pointscore.Limits
+        What may be read.
+    extra : Mapping, optional
+        Columns read besides the contract's (``ScoringOptions.extra_columns``).
+
+    Returns
+    -------
+    pyarrow.Table
+        Its rows of those images (a nested-layout table flattened to one row per point),
+        ``image_id`` decoded when dictionary-encoded.
+    """
+    if role != "images" and is_parquet(source):
+        from . import parquet
+        opened = parquet.open_source(source, role, extra, limits)
+        groups = [g for g in range(opened.group_rows.size)
+                  if _may_hold(opened.group_min[g], opened.group_max[g], ids)]
+        pieces = [_filtered(pa.Table.from_batches([batch]), ids)
+                  for _, batch in parquet.batches(opened, groups)]
+        table = pa.concat_tables(pieces) if pieces else \
+            _filtered(opened.schema.empty_table().select(opened.columns), ids)
+    else:
+        table = _filtered(to_arrow(source, role, limits)[0], ids)
+    return _long(table)
+
+
+def _may_hold(low, high, ids):
+    if low is None or high is None:
+        return True
+    try:
+        return any(low <= i <= high for i in ids)
+    except TypeError:  # statistics of another kind than the ids: read it
+        return True
+
+
+def _filtered(table, ids):
+    """The rows of ``table`` whose image_id is one of ``ids``."""
+    if "image_id" not in table.column_names:
+        return table  # evaluate says what is wrong
+    at = table.column_names.index("image_id")
+    column = table.column(at)
+    if pa.types.is_dictionary(column.type):  # a hive partition on image_id
+        column = column.cast(column.type.value_type)
+        table = table.set_column(at, "image_id", column)
+    values = []
+    for value in ids:
+        try:
+            values.append(pa.scalar(value).cast(column.type))
+        except ID_CAST_ERRORS:  # an id this column's type cannot hold is not in it
+            continue
+    if not values:
+        return table.slice(0, 0)
+    return table.filter(pc.is_in(column, value_set=pa.array(values, column.type)))
+
+
+def _long(table):
+    """A nested-layout table (one row per image, a list column 'points') as one row per
+    point; a long one as it is."""
+    if "points" not in table.column_names or not (
+            pa.types.is_list(table.schema.field("points").type)
+            or pa.types.is_large_list(table.schema.field("points").type)):
+        return table
+    points = table.column("points").combine_chunks()
+    parents = pc.list_parent_indices(points)
+    flat = pc.list_flatten(points)
+    columns = {"image_id": table.column("image_id").take(parents)}
+    if pa.types.is_struct(flat.type):
+        for field, values in zip(flat.type, flat.flatten()):
+            columns.setdefault(field.name, values)
+    return pa.table(columns)
+
+
+@dataclass
+class Drawn:
+    """One image's points as drawn: coordinates in the image's pixels."""
+    image_id: object
+    gt_xy: np.ndarray        # (n, 2)
+    gt_matched: np.ndarray   # (n,) bool
+    pred_xy: np.ndarray      # (m, 2): kept predictions only
+    pred_matched: np.ndarray  # (m,) bool
+    counts_differ: bool = False  # the points read again are not those the run scored
+
+
+def rescore(report, pred: object, gt: pa.Table, images: pa.Table | None, ids: Sequence,
+            t: int, limits: Limits = TRUSTED) -> dict:
+    """Score the images ``ids`` again, alone, with the run's options, and keep their
+    matches at threshold index ``t``.
+
+    Parameters
+    ----------
+    report : pointscore.Report
+        The run (its ``state.options`` and ``images``).
+    pred : path or table
+        The run's predictions input.
+    gt, images : pyarrow.Table
+        The ground truth's and images table's rows of (at least) these images, long
+        layout (``read_rows``); ``images`` None when the run had none.
+    ids : sequence
+        The images.
+    t : int
+        The threshold index whose matching is kept.
+    limits : pointscore.Limits
+        What may be read.
+
+    Returns
+    -------
+    dict
+        image id -> Drawn, for the images with points.
+    """
+    from .entrypoints import evaluate
+    options = report.state.options
+    pred_rows = read_rows(pred, "pred", ids, limits)
+    gt_rows = _filtered(gt, ids)
+    if not gt_rows.num_rows and not pred_rows.num_rows:
+        return {}
+    scoring = dict(thresholds=options.thresholds, normalize=options.normalize,
+                   match=options.match, score_threshold=options.score_threshold,
+                   radius=options.radius)
+    if options.normalize == "knn":
+        scoring["knn_k"] = options.knn_k
+    # The untrusted mode's rules are about whole inputs (a class the ground truth
+    # lacks): these rows passed them in the run.
+    scored = evaluate(gt_rows, pred_rows, None if images is None else _filtered(images, ids),
+                      **scoring, device="cpu", matches=True,
+                      limits=replace(limits, untrusted=False))
+    d = options.thresholds[t]
+    matches = scored.matches
+    kept = np.asarray(matches.column("kept").to_numpy(zero_copy_only=False), bool)
+    gt_row = matches.column(f"gt_row@{float(d)!r}")
+    hit = np.asarray(gt_row.is_valid().to_numpy(zero_copy_only=False), bool) & kept
+    gt_matched = np.zeros(gt_rows.num_rows, bool)
+    gt_matched[np.asarray(gt_row.fill_null(0).to_numpy(), np.int64)[hit]] = True
+    pred_row = np.asarray(matches.column("pred_row").to_numpy(), np.int64)
+    pred_kept = np.zeros(pred_rows.num_rows, bool)
+    pred_kept[pred_row[kept]] = True
+    pred_hit = np.zeros(pred_rows.num_rows, bool)
+    pred_hit[pred_row[hit]] = True
+
+    run = _counts(report.images, ids)
+    again = _counts(scored.images, ids)
+    gt_ids, gt_xy = _ids_and_xy(gt_rows)
+    pred_ids, pred_xy = _ids_and_xy(pred_rows)
+    drawn = {}
+    for image_id in ids:
+        g = gt_ids == image_id
+        p = (pred_ids == image_id) & pred_kept
+        differ = run.get(image_id, (0, 0, None))[:2] != again.get(image_id, (0, 0, None))[:2]
+        tp = run.get(image_id, (0, 0, None))[2]
+        if t == (len(options.thresholds) - 1) // 2 and tp is not None:  # the run's tp there
+            differ |= tp != int(pred_hit[p].sum())
+        drawn[image_id] = Drawn(image_id, gt_xy[g], gt_matched[g], pred_xy[p], pred_hit[p],
+                                differ)
+    return drawn
+
+
+def _counts(images, ids):
+    """image id -> (gt_count, pred_count, tp at the middle threshold or None)."""
+    rows = _filtered(images, ids)
+    tp = rows.column("tp").to_pylist() if "tp" in rows.column_names else [None] * rows.num_rows
+    return {i: (int(g), int(p), None if k is None else int(k))
+            for i, g, p, k in zip(rows.column("image_id").to_pylist(),
+                                  rows.column("gt_count").to_pylist(),
+                                  rows.column("pred_count").to_pylist(), tp)}
+
+
+def _ids_and_xy(table):
+    ids = np.array(table.column("image_id").to_pylist(), dtype=object)
+    if not table.num_rows:
+        return ids, np.zeros((0, 2))
+    xy = [np.asarray(pc.cast(table.column(k), pa.float64()).to_numpy(zero_copy_only=False))
+          for k in ("x", "y")]
+    return ids, np.stack(xy, axis=1)
+
+
+def image_sizes(images: pa.Table | None) -> dict:
+    """image id -> (width, height) from an images table's rows, where it has both."""
+    if images is None or not {"width", "height"} <= set(images.column_names):
+        return {}
+    return {i: (float(w), float(h)) for i, w, h in zip(
+        images.column("image_id").to_pylist(), images.column("width").to_pylist(),
+        images.column("height").to_pylist())
+        if w is not None and h is not None and w > 0 and h > 0}
+
+
+# -- drawing ------------------------------------------------------------------------------
+
+def thumbnail_size(width: float, height: float) -> tuple[int, int]:
+    """A thumbnail's size: the longer side between MIN_SIDE and MAX_SIDE (the image's own
+    when within), the aspect ratio kept."""
+    longer = max(width, height)
+    scale = min(MAX_SIDE, max(MIN_SIDE, longer)) / longer
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def load_thumbnail(path: str):
+    """An image file decoded into an RGB thumbnail, within Pillow's decompression-bomb
+    limit.
+
+    Parameters
+    ----------
+    path : str
+        The file (``image_file``).
+
+    Returns
+    -------
+    tuple
+        (thumbnail or None, (width, height) of the image or None, why there is no
+        thumbnail or None): a missing, unreadable, oversized or undecodable file is not
+        an error.
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None, None, "no such file"
+    except OSError as exc:
+        return None, None, f"cannot read it: {exc.strerror}"
+    if not stat.S_ISREG(info.st_mode):
+        return None, None, "not a regular file"
+    limit = Image.MAX_IMAGE_PIXELS or BOMB_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > limit:
+                    return None, (width, height), (
+                        f"{width}x{height} pixels, more than Pillow's decompression-bomb "
+                        f"limit of {limit:,}: not decoded")
+                size = thumbnail_size(width, height)
+                image.draft("RGB", size)  # JPEG: decoded at a fraction of its size
+                thumb = image.convert("RGB").resize(size, _bilinear(Image))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return None, None, f"refused: {first_line(exc)}"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        return None, None, f"cannot decode it: {first_line(exc)}"
+    return thumb, (width, height), None
+
+
+def _bilinear(image_module):
+    """Bilinear resampling: in ``Image.Resampling`` from Pillow 9.1, ``Image`` before."""
+    return getattr(image_module, "Resampling", image_module).BILINEAR
+
+
+def marker_radius(size: tuple[int, int]) -> int:
+    """Markers' radius in thumbnail pixels: visible at every thumbnail size."""
+    return max(5, round(max(size) / 90))
+
+
+def draw_points(image, scale: tuple[float, float], drawn: Drawn) -> int:
+    """Draw an image's points on its thumbnail (in place).
+
+    Parameters
+    ----------
+    image : PIL.Image.Image
+        The RGB thumbnail.
+    scale : (float, float)
+        Thumbnail pixels per image pixel, horizontally and vertically.
+    drawn : Drawn
+        The points.
+
+    Returns
+    -------
+    int
+        How many points fall outside the thumbnail (not drawn).
+    """
+    from PIL import ImageDraw
+    draw = ImageDraw.Draw(image)
+    r = marker_radius(image.size)
+    width = max(2, round(r / 3))
+    kinds = {"matched_gt": drawn.gt_xy[drawn.gt_matched],
+             "tp": drawn.pred_xy[drawn.pred_matched],
+             "missed": drawn.gt_xy[~drawn.gt_matched],
+             "fp": drawn.pred_xy[~drawn.pred_matched]}
+    outside = 0
+    w, h = image.size
+    for kind, marker in MARKERS.items():
+        xy = kinds[kind] * np.asarray(scale)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] <= w) & (xy[:, 1] >= 0) & (xy[:, 1] <= h)
+        outside += int((~inside).sum())
+        for x, y in xy[inside].tolist():
+            # a dark outline one pixel wider on each side, then the marker
+            _shape(draw, marker.shape, x, y, r + 1, width + 2, OUTLINE)
+            _shape(draw, marker.shape, x, y, r, width, marker.rgb)
+    return outside
+
+
+def _shape(draw, shape, x, y, r, width, colour):
+    if shape == "circle":  # the stroke lies inside the box: the outline's box is larger
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=colour, width=width)
+    elif shape == "square":
+        draw.rectangle((x - r, y - r, x + r, y + r), outline=colour, width=width)
+    elif shape == "plus":
+        a = r * 0.6  # inside a matched ground truth's circle
+        draw.line((x - a, y, x + a, y), fill=colour, width=width)
+        draw.line((x, y - a, x, y + a), fill=colour, width=width)
+    else:  # cross
+        a = r * 0.8
+        draw.line((x - a, y - a, x + a, y + a), fill=colour, width=width)
+        draw.line((x - a, y + a, x + a, y - a), fill=colour, width=width)
+
+
+def jpeg_uri(image) -> str:
+    """A thumbnail as a base64 JPEG data URI (4:4:4 chroma: markers keep their colours)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def legend() -> str:
+    """The markers as inline SVG, with their meaning."""
+    items = []
+    for marker in MARKERS.values():
+        colour = "#%02x%02x%02x" % marker.rgb
+        shape = {
+            "circle": "<circle cx=8 cy=8 r=6 fill=none stroke-width=2.5",
+            "square": "<rect x=2 y=2 width=12 height=12 fill=none stroke-width=2.5",
+            "plus": "<path d='M3 8H13M8 3V13' stroke-width=2.5",
+            "cross": "<path d='M3 3L13 13M3 13L13 3' stroke-width=2.5"}[marker.shape]
+        items.append(f'<span class=marker><svg width=16 height=16 viewBox="0 0 16 16" '
+                     f'style="background:#{BLANK[0]:02x}{BLANK[1]:02x}{BLANK[2]:02x}">'
+                     f'{shape} stroke="{colour}"/></svg> {html.escape(marker.label)}</span>')
+    return '<p class="legend">' + " ".join(items) + "</p>"
+
+
+# -- the section --------------------------------------------------------------------------
+
+def overlay_section(reports: Mapping, worst: int, sources: Sources,
+                    options: OverlayOptions) -> str:
+    """The report's section of the worst images drawn: each submission's own worst.
+
+    Parameters
+    ----------
+    reports : Mapping
+        Submission name -> pointscore.Report.
+    worst : int
+        Images per submission, at most (and MAX_OVERLAYS in all).
+    sources : Sources
+        The inputs, to read the worst images' points again.
+    options : OverlayOptions
+        The image root, file pattern and threshold.
+
+    Returns
+    -------
+    str
+        The section's HTML.
+
+    Raises
+    ------
+    InputError
+        An image id that could name a file outside the image root, a pattern that
+        cannot format an id, or inputs that can no longer be read.
+    """
+    parts = ["<h2 id=overlays>Worst images drawn</h2>"]
+    notes, picked = [], {}
+    for name, report in reports.items():
+        if report.state.count_only:
+            notes.append(f"{name}: count-only predictions, no points to draw.")
+        elif name not in sources.pred:
+            notes.append(f"{name}: no predictions input given to read its points from.")
+        elif not report.images.num_rows:
+            notes.append(f"{name}: no images.")
+        else:
+            picked[name] = None
+    each = min(worst, max(1, MAX_OVERLAYS // max(len(picked), 1)))
+    left_out = list(picked)[MAX_OVERLAYS:]  # one image each already fills the report
+    if left_out:
+        notes.append(f"{', '.join(left_out)}: not drawn (at most {MAX_OVERLAYS} overlays "
+                     "in a report).")
+        picked = dict.fromkeys(list(picked)[:MAX_OVERLAYS])
+    for name in picked:
+        images = reports[name].images
+        order = worst_order(images.column("gt_count").to_numpy(),
+                            images.column("pred_count").to_numpy(), each)
+        picked[name] = images.column("image_id").take(pa.array(order, pa.int64())).to_pylist()
+    every = list(dict.fromkeys(i for ids in picked.values() for i in ids))
+    # Every id is checked before any file is opened.
+    paths = {i: image_file(options.image_root, options.image_pattern, i) for i in every} \
+        if options.image_root is not None else {}
+
+    thresholds = next(iter(reports.values())).state.thresholds
+    d = float(thresholds[chosen_threshold(thresholds, options.threshold)])
+    parts.append(_intro(reports, each, worst, d, options))
+    parts.extend(note(line) for line in notes)
+    if not every:
+        return "\n".join(parts)
+    limits = sources.limits or TRUSTED
+    gt_options = next(iter(reports.values())).state.options
+    gt = read_rows(sources.gt, "gt", every, limits, gt_options.extra_columns("gt"))
+    images = None if sources.images is None else read_rows(sources.images, "images", every,
+                                                           limits)
+    sizes = image_sizes(images)
+    photos = {}  # image id -> load_thumbnail's answer: each file decoded once
+    for name, ids in picked.items():
+        report = reports[name]
+        t = chosen_threshold(report.state.thresholds, options.threshold)
+        drawn = rescore(report, sources.pred[name], gt, images, ids, t, limits)
+        run = _counts(report.images, ids)
+        figures = []
+        for image_id in ids:
+            if image_id in paths and image_id not in photos:
+                photos[image_id] = load_thumbnail(paths[image_id])
+            points = drawn.get(image_id) or Drawn(image_id, np.zeros((0, 2)), np.zeros(0, bool),
+                                                  np.zeros((0, 2)), np.zeros(0, bool))
+            figures.append(_figure(name, points, run.get(image_id), sizes.get(image_id),
+                                   photos.get(image_id), options,
+                                   float(report.state.thresholds[t])))
+        parts += [f"<h3>{html.escape(name)}</h3>", '<div class="overlays">',
+                  *figures, "</div>"]
+    return "\n".join(parts)
+
+
+def _intro(reports, each, worst, d, options):
+    options_of = next(iter(reports.values())).state.options
+    kept = "" if options_of.score_threshold is None else \
+        f" Predictions with score below {options_of.score_threshold:g} are not drawn."
+    fewer = "" if each >= worst else \
+        f" (the first {each} of the {worst} listed: at most {MAX_OVERLAYS} in a report)"
+    over = (f"over its file under the image root ({html.escape(options.image_pattern)})"
+            if options.image_root is not None else "over a blank canvas of its size")
+    return (f'<p class="muted">Each submission\'s own worst images, as listed above{fewer}, '
+            f"with its points at d={d:g}, each image {over}: x, y in the image's pixels "
+            f"(x right, y down), matched as the run matched them.{kept}</p>\n" + legend())
+
+
+def _figure(name, drawn, counts, size, photo, options, d):
+    """One image's thumbnail and caption."""
+    from PIL import Image
+    lines = []
+    thumb, original, why = photo if photo is not None else (None, None, None)
+    if thumb is None:
+        if options.image_root is not None:
+            file = options.image_pattern.format(image_id=drawn.image_id)
+            lines.append(f"{file}: {why}; drawn over a blank canvas.")
+        if original is None:
+            original, whence = _blank_size(size, drawn)
+            lines.append(f"Blank canvas of {original[0]:g}x{original[1]:g} ({whence}).")
+        thumb = Image.new("RGB", thumbnail_size(*original), BLANK)
+    else:
+        thumb = thumb.copy()  # the decoded photo serves every submission
+    scale = (thumb.size[0] / original[0], thumb.size[1] / original[1])
+    outside = draw_points(thumb, scale, drawn)
+    if outside:
+        lines.append(f"{outside} points fall outside the image and are not drawn.")
+    if drawn.counts_differ:
+        lines.append("The points read again differ from those scored (did an input change "
+                     "during the run?): this drawing may not match the tables.")
+    true, pred = (counts or (0, 0, None))[:2]
+    tp, fp = int(drawn.pred_matched.sum()), int((~drawn.pred_matched).sum())
+    missed = int((~drawn.gt_matched).sum())
+    caption = (f"{drawn.image_id}: true {true}, predicted {pred} ({pred - true:+d}); at "
+               f"d={d:g}: TP {tp}, FP {fp}, missed {missed}.")
+    alt = f"image {drawn.image_id} of {name} with its points"
+    extra = "".join(f"<br>{html.escape(line)}" for line in lines)
+    return (f'<figure><img alt="{html.escape(alt)}" width={thumb.size[0]} '
+            f'height={thumb.size[1]} src="{jpeg_uri(thumb)}">'
+            f"<figcaption>{html.escape(caption)}{extra}</figcaption></figure>")
+
+
+def _blank_size(size, drawn):
+    """A blank canvas's size: the images table's, else the points' extent."""
+    if size is not None:
+        return size, "its size in the images table"
+    xy = np.concatenate([drawn.gt_xy, drawn.pred_xy])
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    if not xy.size or xy.max() <= 0:
+        return (float(MIN_SIDE), float(MIN_SIDE)), "no size known"
+    extent = np.maximum(xy.max(axis=0), 0)
+    width, height = (float(math.ceil(v * 1.02)) or 1.0 for v in extent)
+    return (width, height), "the points' extent: the images table gives no size"
