@@ -107,7 +107,7 @@ def compare(gt, preds, images=None, *, names=None, protocol=None, thresholds=Non
         score_threshold=score_threshold, device=device, radius=radius, knn_k=knn_k),
         images, limits)
     options = ScoringOptions.create(**scoring)
-    rank_by = rank_by or (chosen.rank_by if chosen is not None else "map")
+    rank_by = rank_by or _default_rank(chosen, options)
     ranking = rank_key(rank_by, options.threshold_array)
     bootstrap.check_options(n_resamples, seed, confidence, allow_zero=True)
     preds = [preds] if isinstance(preds, (str, os.PathLike)) else list(preds)
@@ -167,6 +167,18 @@ def compare(gt, preds, images=None, *, names=None, protocol=None, thresholds=Non
     return Comparison({n: reports[n] for n in names if n in reports}, summary,
                       {n: named(lines) for n, lines in invalid.items()}, named(marked), marked,
                       invalid)
+
+
+def _default_rank(protocol, options):
+    """The protocol's ranking metric, or mAP without one; MAE when the protocol's names a
+    threshold that explicit --thresholds left out."""
+    if protocol is None:
+        return "map"
+    try:
+        rank_key(protocol.rank_by, options.threshold_array)
+    except InputError:
+        return "mae"
+    return protocol.rank_by
 
 
 def _metric(summary, metric, t=None):

@@ -56,7 +56,7 @@ def per_point(value, n, where, what):
     (finite, > 0, with a square that stays finite and > 0: matching divides by it)."""
     array = host_array(value, where)
     if n == 0 and array.size == 0:  # an image without points: [] reads as floats
-        return np.zeros(0, np.int64 if what == "labels" else np.float64)
+        return np.zeros(0, np.int64 if what in ("labels", "levels") else np.float64)
     if array.ndim != 1 or array.shape[0] != n:
         raise InputError(f"{where}: {what} must hold one value per point ({n}), got shape "
                          f"{tuple(array.shape)}")

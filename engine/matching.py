@@ -75,19 +75,22 @@ def match_batch(batch, options, kept, backend, scales=None, limits=TRUSTED):
 def _kuhn(batch, lists, kept, thresholds, limits):
     """The (pred, gt, key) pairs that Kuhn's augmenting paths match at each threshold,
     the thresholds in threads (the kernel releases the GIL)."""
+    cand_off = lists[0]
+    cand_gt, cand_key = kuhn.by_gt(*lists)
     match_gt = np.empty((thresholds.size, kept.size), np.int64)
     match_key = np.empty((thresholds.size, kept.size))
     steps = np.zeros(thresholds.size, np.int64)
 
     def at(t):
-        steps[t] = kuhn.match_groups(batch.pred_off, batch.gt_off, *lists, kept,
-                                     thresholds[t] * thresholds[t], match_gt[t], match_key[t],
-                                     limits.search)
+        steps[t] = kuhn.match_groups(batch.pred_off, batch.gt_off, cand_off, cand_gt,
+                                     cand_key, kept, thresholds[t] * thresholds[t],
+                                     match_gt[t], match_key[t], limits.search)
 
     in_threads(at, range(thresholds.size))
     if steps.max(initial=0) > limits.search:
-        raise limits.exceeded("search", int(steps.max()), "pairs looked at by one image's "
-                              "augmenting-path search (kuhn)")
+        raise limits.exceeded("search", int(steps.max()), "pairs looked at by the "
+                              "augmenting-path searches of one image and class at one "
+                              "threshold (kuhn)")
     out = []
     for t in range(thresholds.size):
         pred = np.flatnonzero(match_gt[t] >= 0)

@@ -21,6 +21,7 @@ import html
 import io
 import math
 import os
+import re
 import stat
 import string
 import warnings
@@ -46,6 +47,8 @@ BLANK = (68, 68, 68)       # the canvas of an image drawn without its file
 OUTLINE = (0, 0, 0)
 UNSAFE = ("/", "\\", "..", "\0")
 BOMB_PIXELS = 89_478_485   # Pillow's default limit, where Image.MAX_IMAGE_PIXELS is None
+# The photo formats decoded; no other Pillow plugin (EPS would run Ghostscript) is tried.
+PHOTO_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 ID_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
                   OverflowError)
 
@@ -156,6 +159,8 @@ def pattern_problems(pattern: str) -> list[str]:
     if not fields or any(name != "image_id" or "{" in (spec or "") for name, spec in fields):
         return [f"{head}: must name the image by {{image_id}} alone (a format spec "
                 "allowed, e.g. {image_id:04d}), and no other field"]
+    if any(re.search(r"\d{4,}", spec or "") for _, spec in fields):
+        return [f"{head}: a format width of 1,000 characters or more names no file"]
     return []
 
 
@@ -440,7 +445,7 @@ def load_thumbnail(path: str):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=PHOTO_FORMATS) as image:
                 width, height = image.size
                 if width * height > limit:
                     return None, (width, height), (
@@ -453,6 +458,8 @@ def load_thumbnail(path: str):
         return None, None, f"refused: {first_line(exc)}"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         return None, None, f"cannot decode it: {first_line(exc)}"
+    except Exception as exc:  # a decoder fed a malformed file may raise anything else
+        return None, None, f"cannot decode it: {type(exc).__name__}: {first_line(exc)}"
     return thumb, (width, height), None
 
 

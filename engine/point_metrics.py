@@ -28,7 +28,7 @@ class PointMetrics:
     Parameters
     ----------
     thresholds, normalize, match, score_threshold, radius, knn_k, game, breakdown, bins,
-    level_column, breakdown_by, device
+    device, level_column, breakdown_by
         As ``pointscore.evaluate`` takes them, with the same defaults. ``radius`` and
         ``level_column`` name keys of the targets' dicts holding each ground-truth
         point's scale and level; ``breakdown_by`` a key holding the image's label.
@@ -43,8 +43,8 @@ class PointMetrics:
 
     def __init__(self, thresholds=None, normalize="none", match="greedy",
                  score_threshold=None, radius=None, knn_k=DEFAULT_KNN_K, game=None,
-                 breakdown=None, bins=None, level_column=None, breakdown_by=None,
-                 device="auto"):
+                 breakdown=None, bins=None, device="auto", level_column=None,
+                 breakdown_by=None):
         self._settings = dict(thresholds=thresholds, normalize=normalize, match=match,
                               score_threshold=score_threshold, radius=radius, knn_k=knn_k,
                               game=game, breakdown=breakdown, bins=bins,
@@ -232,8 +232,10 @@ class PointMetrics:
             gt["class"] = joined("gt_labels").astype(labels)
         if "radii" in first:
             gt[self.options.radius] = joined("radii")
-        if "levels" in first:
-            gt[self.options.level_column] = joined("levels")
+        if "levels" in first:  # images without points have no say in the levels' type
+            gt[self.options.level_column] = np.concatenate(
+                [image["levels"] for image in images if image["levels"].size]
+                or [np.zeros(0, np.int64)])
         if "count" in first:
             # Floats always (a density map's sum is one), so that the count column has one
             # type however the images are cut into pieces.

@@ -59,7 +59,10 @@ class Protocol:
         out = dict(self.sets)
         out.update({name: column for name, column in self.image_columns.items()
                     if column in image_columns})
-        out.update({name: value for name, value in given.items() if value is not None})
+        given = {name: value for name, value in given.items() if value is not None}
+        if "breakdown" in given and "bins" not in given:
+            out.pop("bins", None)  # the protocol's edges are counts: not for another breakdown
+        out.update(given)
         return out
 
 
@@ -136,13 +139,24 @@ def _nwpu_results(main, passes, state):
                 _level_recall(summary, 1.0, NWPU_LEVELS)
         out[name] = rates
     out.update(_counting(main), nae=main["counting"]["nae"])
-    scene = {f"S{b}": group["counting"]["mae"] for b, group in
-             enumerate(main["breakdown"]["bins"])}
-    out["scene_mae"], out["scene_mae_mean"] = scene, _mean(scene.values())
+    bins = _count_bins(main, DEFAULT_BINS)
+    scene = None if bins is None else \
+        {f"S{b}": group["counting"]["mae"] for b, group in enumerate(bins)}
+    out["scene_mae"] = scene
+    out["scene_mae_mean"] = None if scene is None else _mean(scene.values())
     luminance = _by_label(main)
     if luminance is not None:
         out["luminance_mae"], out["luminance_mae_mean"] = luminance, _mean(luminance.values())
     return out
+
+
+def _count_bins(summary, edges):
+    """The summary's breakdown bins when they are by true count with these edges (an
+    explicit --breakdown or --bins may have changed them), else None."""
+    breakdown = summary.get("breakdown")
+    if breakdown is None or breakdown["by"] != "count" or breakdown["edges"] != list(edges):
+        return None
+    return breakdown["bins"]
 
 
 def _nwpu_rows(results):
@@ -158,8 +172,9 @@ def _nwpu_rows(results):
                      for level, value in rates["level_recall"].items()]
             rows.append((f"AR_{word}_category avg", rates["level_recall_mean"]))
     rows += [("MAE", results["mae"]), ("MSE", results["mse"]), ("NAE", results["nae"])]
-    rows += [(f"scene {level} MAE", value) for level, value in results["scene_mae"].items()]
-    rows.append(("scene avg MAE", results["scene_mae_mean"]))
+    if results["scene_mae"] is not None:
+        rows += [(f"scene {level} MAE", value) for level, value in results["scene_mae"].items()]
+        rows.append(("scene avg MAE", results["scene_mae_mean"]))
     if "luminance_mae" in results:
         rows += [(f"luminance {label} MAE", value)
                  for label, value in results["luminance_mae"].items()]
@@ -175,7 +190,8 @@ def _qnrf_results(main, passes, state):
     if per[0] is not None:
         for name in ("precision", "recall", "f1"):
             values = [rates[name] for rates in per]
-            # The script's np.mean of the list: NaN where some F1 divided 0 by 0.
+            # The script's np.mean of the list; an F1 it could not compute (P = R = 0:
+            # a ZeroDivisionError there) leaves the mean undefined.
             out[name] = None if None in values else float(np.mean(values))
     else:
         out.update(precision=None, recall=None, f1=None)
@@ -208,12 +224,15 @@ def _shanghaitech_rows(results):
 # -- JHU-Crowd++ -------------------------------------------------------------------------------
 
 JHU_RANGES = ("low", "medium", "high")
+JHU_EDGES = (50.0, 500.0)
 
 
 def _jhu_results(main, passes, state):
     out = _counting(main)
-    out["count_range"] = {name: _jhu_cell(group["images"], group["counting"])
-                          for name, group in zip(JHU_RANGES, main["breakdown"]["bins"])}
+    bins = _count_bins(main, JHU_EDGES)
+    out["count_range"] = None if bins is None else \
+        {name: _jhu_cell(group["images"], group["counting"])
+         for name, group in zip(JHU_RANGES, bins)}
     groups = main.get("breakdown_by")
     if groups is not None:
         out["weather"] = {label: _jhu_cell(group["images"], group["counting"])
@@ -232,7 +251,7 @@ def _jhu_cell(images, counting):
 
 def _jhu_rows(results):
     rows = [("MAE", results["mae"]), ("MSE", results["mse"])]
-    groups = {**results["count_range"], **{f"weather {k}": v for k, v in
+    groups = {**(results["count_range"] or {}), **{f"weather {k}": v for k, v in
                                            (results.get("weather") or {}).items()}}
     if "weather_degraded" in results:
         groups["weather (any, 1-3)"] = results["weather_degraded"]
@@ -277,7 +296,7 @@ PROTOCOLS = {p.name: p for p in (
              "JHU-Crowd++'s paper (Sindagi et al., TPAMI 2020): MAE/MSE overall, by count "
              "range and by weather",
              sets={"thresholds": (4.0, 8.0), "match": "kuhn", "breakdown": "count",
-                   "bins": (50.0, 500.0)},
+                   "bins": JHU_EDGES},
              image_columns={"breakdown_by": "weather"},
              results=_jhu_results, rows=_jhu_rows),
     Protocol("p2pnet", "P2PNet nAP@delta",

@@ -165,11 +165,13 @@ def protocol_table(summary):
     else:
         return ""
     protocol = get(name)
-    tables = [protocol.rows(table["results"]) for table in columns.values()]
+    tables = [dict(protocol.rows(table["results"])) for table in columns.values()]
+    # Submissions may have different rows (count-only ones have no localisation): every
+    # label once, in order of appearance, '-' where a submission lacks it.
+    labels = list(dict.fromkeys(label for table in tables for label in table))
     rows = [("", *(_name(n, 20) for n in columns))] if len(columns) > 1 or "" not in columns \
         else []
-    rows += [(label, *(fmt(table[k][1]) for table in tables))
-             for k, (label, _) in enumerate(tables[0])] if tables else []
+    rows += [(label, *(fmt(table.get(label)) for table in tables)) for label in labels]
     return "\n".join(["", f"{protocol.title} (--protocol {protocol.name})",
                       *_aligned(rows)]) + "\n"
 

@@ -23,7 +23,7 @@ class PointMetric(Metric):
     Parameters
     ----------
     thresholds, normalize, match, score_threshold, radius, knn_k, game, breakdown, bins,
-    level_column, breakdown_by, device
+    device, level_column, breakdown_by
         As ``pointscore.PointMetrics`` (and ``pointscore.evaluate``) takes them.
     **kwargs
         torchmetrics.Metric's own (``process_group``, ``dist_sync_fn``, ...).
@@ -42,8 +42,8 @@ class PointMetric(Metric):
 
     def __init__(self, thresholds=None, normalize="none", match="greedy",
                  score_threshold=None, radius=None, knn_k=DEFAULT_KNN_K, game=None,
-                 breakdown=None, bins=None, level_column=None, breakdown_by=None,
-                 device="auto", **kwargs):
+                 breakdown=None, bins=None, device="auto", level_column=None,
+                 breakdown_by=None, **kwargs):
         super().__init__(**kwargs)
         self.points = PointMetrics(thresholds=thresholds, normalize=normalize, match=match,
                                    score_threshold=score_threshold, radius=radius,

@@ -5,40 +5,52 @@ predictions in row order, each searching depth first for an augmenting path, try
 its ground truth in row order, with a fresh visited set per prediction. Any maximum
 matching has the same size; which points it matches depends on that order, and the
 scripts' per-level recall on which points are matched, so this rule follows the order
-exactly. Pairs come from kernels.candidates.pair_lists (sorted by key per prediction),
-the visited set is a stamp per ground-truth point (no reset per search), and the
-recursion is an explicit stack.
+exactly. Pairs come from kernels.candidates.pair_lists, reordered by gt once
+(``by_gt``), the visited set is a stamp per ground-truth point (no reset per search),
+and the recursion is an explicit stack.
 """
 import numpy as np
 from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def by_gt(cand_off, cand_gt, cand_key):
+    """Each prediction's pairs (pair_lists' order: by key) reordered by gt index, the
+    order in which the scripts try them: once per batch, a stable merge sort per
+    prediction, so no list's order costs more than k log k."""
+    gt = np.empty_like(cand_gt)
+    key = np.empty_like(cand_key)
+    for p in range(cand_off.size - 1):
+        start, stop = cand_off[p], cand_off[p + 1]
+        order = np.argsort(cand_gt[start:stop], kind="mergesort")
+        for i in range(stop - start):
+            gt[start + i] = cand_gt[start + order[i]]
+            key[start + i] = cand_key[start + order[i]]
+    return gt, key
+
+
+@njit(cache=True, nogil=True)
 def _adjacency(p0, p1, cand_off, cand_gt, cand_key, kept, kmax):
-    """The group's within-threshold pairs of kept predictions, each prediction's sorted
-    by ground-truth index (insertion sort: lists are short): (offsets, gt, key)."""
+    """The group's pairs with key <= kmax of kept predictions, each prediction's in the
+    order of ``by_gt``: (offsets, gt, key)."""
     adj_off = np.zeros(p1 - p0 + 1, np.int64)
     for i in range(p1 - p0):
         n = 0
         if kept[p0 + i]:
             for c in range(cand_off[p0 + i], cand_off[p0 + i + 1]):
-                if cand_key[c] > kmax:
-                    break
-                n += 1
+                if cand_key[c] <= kmax:
+                    n += 1
         adj_off[i + 1] = adj_off[i] + n
     adj_gt = np.empty(adj_off[-1], np.int64)
     adj_key = np.empty(adj_off[-1], np.float64)
     for i in range(p1 - p0):
-        start = adj_off[i]
-        for e in range(adj_off[i + 1] - start):
-            gt, key = cand_gt[cand_off[p0 + i] + e], cand_key[cand_off[p0 + i] + e]
-            j = start + e
-            while j > start and adj_gt[j - 1] > gt:
-                adj_gt[j] = adj_gt[j - 1]
-                adj_key[j] = adj_key[j - 1]
-                j -= 1
-            adj_gt[j] = gt
-            adj_key[j] = key
+        e = adj_off[i]
+        if kept[p0 + i]:
+            for c in range(cand_off[p0 + i], cand_off[p0 + i + 1]):
+                if cand_key[c] <= kmax:
+                    adj_gt[e] = cand_gt[c]
+                    adj_key[e] = cand_key[c]
+                    e += 1
     return adj_off, adj_gt, adj_key
 
 
@@ -84,8 +96,9 @@ def _augment(root, adj_off, adj_gt, owner, owner_edge, stamp, stamp_id, left, ne
 @njit(cache=True, nogil=True)
 def match_groups(p_off, g_off, cand_off, cand_gt, cand_key, kept, kmax, match_gt, match_key,
                  max_steps):
-    """Kuhn's matching of every group at key <= kmax: each prediction's matched gt
-    (global index, -1 if none) and the pair's key, into ``match_gt``/``match_key``.
+    """Kuhn's matching of every group at key <= kmax, from pair lists in ``by_gt``'s
+    order: each prediction's matched gt (global index, -1 if none) and the pair's key,
+    into ``match_gt``/``match_key``.
     The searches can look at a pair again and again (cubic in the points of a group
     where they pile up), so they stop once one group has looked at more than
     ``max_steps`` pairs. Returns the most pairs one group looked at (the first that

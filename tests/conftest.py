@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))  # bench/ holds the COCO peers used as an oracle
 import jsonschema  # noqa: E402
 
 import pointscore.compare  # noqa: E402
+import pointscore.entrypoints  # noqa: E402
 import pointscore.state  # noqa: E402
 
 VALIDATORS = {name: jsonschema.Draft202012Validator(pointscore.schema(name))
@@ -34,5 +35,8 @@ def _validated(function, schema_name, part=lambda result: result):
 
 
 pointscore.state.summarize = _validated(pointscore.state.summarize, "summary")
+# A protocol's table is added to the summary after it is made.
+pointscore.entrypoints.finish = _validated(pointscore.entrypoints.finish, "summary",
+                                           lambda report: report.summary)
 pointscore.compare.compare = _validated(pointscore.compare.compare, "compare",
                                         lambda comparison: comparison.summary)

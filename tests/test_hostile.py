@@ -676,7 +676,7 @@ def test_kuhn_past_its_search_budget_exits_2_naming_the_flag(tmp_path, capsys):
             "--gt", gt, "--pred", pred, "--json", "-"]
     code, out, err = cli(capsys, *argv, "--max-search", "1000000")
     assert (code, out) == (2, ""), err[-2000:]
-    problem_lines(err, 1, "--max-search", "augmenting-path search (kuhn)")
+    problem_lines(err, 1, "--max-search", "augmenting-path searches", "(kuhn)")
     code, out, err = cli(capsys, *argv)
     assert code == 0 and strict_json(out)["micro"]["tp"] == [n], err
 

@@ -332,3 +332,16 @@ def test_counts_and_odd_options_survive_pieces_and_bytes(monkeypatch):
     assert again.compute()["counting"]["mae"] == metric.compute()["counting"]["mae"] == 0.25
     with pytest.raises(InputError, match="not a pointscore state"):
         from_bytes(b"PK\x03\x04 not a zip archive")
+
+
+@pytest.mark.parametrize("levels", [np.array([0, 1]), np.array(["head", "far"])])
+def test_levels_survive_images_without_points(levels):
+    """An image without ground truth has an empty level list ([] reads as floats): it
+    must not turn integer levels into floats, nor string ones into integers."""
+    metric = PointMetrics(thresholds=[2.0], level_column="level", device="cpu")
+    metric.update([{"points": np.zeros((0, 2))}, {"points": np.array([[0.0, 0.0]])}],
+                  [{"points": np.zeros((0, 2)), "level": []},
+                   {"points": np.array([[0.0, 0.0], [5.0, 5.0]]), "level": levels}])
+    found = metric.compute()["levels"]
+    assert found == {str(levels[0]): {"gt_points": 1, "tp": [1], "recall": [1.0]},
+                     str(levels[1]): {"gt_points": 1, "tp": [0], "recall": [0.0]}}

@@ -24,6 +24,7 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from scipy.spatial import distance_matrix
 
 import pointscore
+import pointscore.compare
 from pointscore.cli import main
 
 EPS = 1e-20
@@ -433,3 +434,51 @@ def test_nwpu_levels_follow_the_scripts_matching_where_it_is_not_unique():
     assert hungarian["protocol"]["results"]["sigma_l"]["f1"] == expected["sigma_l"]["f1"]
     assert hungarian["protocol"]["results"]["sigma_l"]["level_recall"] != \
         expected["sigma_l"]["level_recall"]
+
+
+def test_compare_lines_up_count_only_and_point_submissions(tmp_path, capsys):
+    """A count-only submission has no localisation rows: every row is labelled once, and
+    each column shows its own value, '-' where it has none."""
+    images = crowd(np.random.default_rng(15), [20, 35])
+    gt = tmp_path / "gt.csv"
+    gt.write_text("image_id,x,y,sigma_s,sigma_l,level\n" + "".join(
+        f"{k + 1},{x},{y},{s},{big},{v}\n" for k, image in enumerate(images)
+        for (x, y), s, big, v in zip(image["gt"], image["sigma_s"], image["sigma_l"],
+                                      image["level"])))
+    points, counts = tmp_path / "points.csv", tmp_path / "counts.csv"
+    points.write_text("image_id,x,y\n" + "".join(
+        f"{k + 1},{x},{y}\n" for k, image in enumerate(images) for x, y in image["pred"]))
+    counts.write_text("image_id,count\n1,20.5\n2,30\n")
+    code = main(["compare", "--gt", str(gt), "--pred", str(counts), str(points),
+                 "--protocol", "nwpu", "--bootstrap", "0", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out[out.index("NWPU-Crowd localisation"):].splitlines()
+    names = lines[1].split()
+    rows = {line.rsplit(maxsplit=2)[0]: dict(zip(names, line.rsplit(maxsplit=2)[1:]))
+            for line in lines[2:]}
+    expected = pointscore.evaluate(str(gt), str(points), protocol="nwpu").summary
+    results = expected["protocol"]["results"]
+    assert sorted(names) == ["counts", "points"]
+    assert rows["AP_large"] == {"counts": "-",
+                                "points": f"{results['sigma_l']['precision']:.4f}"}
+    assert rows["MAE"]["points"] == f"{results['mae']:.4f}"
+    assert rows["MAE"]["counts"] != "-"
+
+
+def test_an_explicit_breakdown_leaves_the_protocols_bins_alone():
+    """--breakdown density is per megapixel: NWPU-Crowd's scene levels (by count) are
+    then not in the table; --bins of one's own replace JHU-Crowd++'s count ranges."""
+    gt = {"image_id": [1, 1, 2], "x": [0.0, 50.0, 3.0], "y": [0.0, 0.0, 3.0],
+          "sigma_s": [3.0] * 3, "sigma_l": [8.0] * 3, "level": [0, 1, 2]}
+    pred = {"image_id": [1, 2], "x": [1.0, 3.0], "y": [0.0, 4.0]}
+    images = {"image_id": [1, 2], "width": [100.0, 100.0], "height": [100.0, 100.0]}
+    nwpu = pointscore.evaluate(gt, pred, images, protocol="nwpu", breakdown="density").summary
+    assert nwpu["breakdown"]["by"] == "density"
+    assert nwpu["protocol"]["results"]["scene_mae"] is None
+    jhu = pointscore.evaluate(gt, pred, images, protocol="jhu", bins=[1, 10, 100]).summary
+    assert jhu["breakdown"]["edges"] == [1, 10, 100]
+    assert jhu["protocol"]["results"]["count_range"] is None
+    ranked = pointscore.compare.compare(gt, [pred, pred], names=["a", "b"], protocol="nwpu",
+                                        thresholds=[2], n_resamples=0)
+    assert ranked.summary["config"]["rank_by"] == "mae"  # f1@1 is not a threshold here

@@ -97,9 +97,20 @@ def streams(gt, pred, shard_points, limits):
     return points > shard_points
 
 
-def _overlays(args):
+def _resolved(args, scoring, limits):
+    """The run's ScoringOptions: the options given, completed by --protocol."""
+    from ..options import ScoringOptions
+    from ..protocols import resolve
+    _, chosen = resolve(args.protocol, {k: v for k, v in scoring.items()
+                                        if k not in ("strict", "protocol")},
+                        args.images, limits)
+    return ScoringOptions.create(**chosen)
+
+
+def _overlays(args, thresholds):
     """write_report's overlay keywords from --image-root, --image-pattern and
-    --overlay-threshold, checked before any work."""
+    --overlay-threshold, checked before any work (the threshold against the run's
+    ``thresholds``)."""
     from ..overlays import DEFAULT_PATTERN, OverlayOptions
     given = {name: getattr(args, name)
              for name in ("image_root", "image_pattern", "overlay_threshold")}
@@ -110,6 +121,10 @@ def _overlays(args):
         raise InputError(f"usage error: {option('image_pattern')} needs {option('image_root')}")
     OverlayOptions.create(args.image_root, args.image_pattern or DEFAULT_PATTERN,
                           args.overlay_threshold)
+    if args.overlay_threshold is not None and args.overlay_threshold not in thresholds:
+        raise InputError(f"usage error: {option('overlay_threshold')} "
+                         f"{args.overlay_threshold:g} is not one of the run's thresholds "
+                         f"({', '.join(f'{d:g}' for d in thresholds)})")
     return dict(given, image_pattern=args.image_pattern or DEFAULT_PATTERN)
 
 
@@ -133,8 +148,9 @@ def evaluate_command(args):
     scoring = dict(_scoring(args), game=args.game, breakdown=args.breakdown, bins=args.bins,
                    level_column=args.level_column, breakdown_by=args.breakdown_by)
     limits = _limits(args)
-    overlays = _overlays(args)
-    kept = _before_history(args, scoring, limits)
+    options = _resolved(args, scoring, limits)
+    overlays = _overlays(args, options.thresholds)
+    kept = _before_history(args, options, limits)
     distributed = args.workers is not None or args.scheduler
     with ExitStack() as stack:
         # Every output takes its place only once all are complete.
@@ -183,7 +199,7 @@ def evaluate_command(args):
     return report
 
 
-def _before_history(args, scoring, limits):
+def _before_history(args, options, limits):
     """The nightly flags' checks, before any work: their usage, the store, the gate's
     expression, the ground truth's hash and the baseline. None without --history."""
     if not args.history:
@@ -198,13 +214,7 @@ def _before_history(args, scoring, limits):
 
     from .. import gate, history
     from ..content_hash import ground_truth_hash
-    from ..options import ScoringOptions
-    from ..protocols import resolve
     history.check_store(args.history)
-    _, chosen = resolve(args.protocol, {k: v for k, v in scoring.items()
-                                        if k not in ("strict", "protocol")},
-                        args.images, limits)
-    options = ScoringOptions.create(**chosen)
     conditions = gate.parse(args.fail_if, options.thresholds) if args.fail_if else None
     if conditions and any(c.p is not None for c in conditions) and not args.images:
         raise InputError(f"usage error: {option('fail_if')} with 'at p < P' pairs the run's "
@@ -268,8 +278,8 @@ def compare_command(args):
     _check_outputs({"json": args.json, "report": args.report, "csv": args.csv},
                    [("gt", args.gt), ("images", args.images), *(("pred", p) for p in args.pred)])
     names = [name.strip() for name in args.names.split(",")] if args.names else None
-    overlays = _overlays(args)
     limits = _limits(args)
+    overlays = _overlays(args, _resolved(args, _scoring(args), limits).thresholds)
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
                                    **_scoring(args), n_resamples=args.n_resamples,
                                    seed=args.seed, confidence=args.confidence,

@@ -16,7 +16,7 @@ import os
 from ..errors import InputError, label_of, shown
 
 PATH_KEYS = ("gt", "pred", "images", "json", "per_image", "matches", "report", "history",
-             "scratch_dir")
+             "scratch_dir", "image_root")
 
 
 def _load_toml(path):

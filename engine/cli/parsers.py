@@ -147,7 +147,8 @@ LIMIT_HELP = {"points": "points (rows) of one input table",
               "row_groups": "row groups of one Parquet input",
               "pairs": "candidate pairs held at once (per-point scales, hungarian)",
               "component": "cells of one hungarian component's cost matrix",
-              "search": "pairs one image's augmenting-path search looks at (kuhn)"}
+              "search": "pairs looked at by the augmenting-path searches of one image and "
+                        "class at one threshold (kuhn)"}
 
 
 def _evaluate(commands):
