@@ -19,7 +19,8 @@ from pointscore import InputError, overlays
 from pointscore.cli import main
 from pointscore.errors import shown
 from pointscore.html_report import write_report
-from pointscore.overlays import MARKERS, MAX_SIDE, Sources, read_rows, rescore
+from pointscore.overlay_matches import read_rows, rescore
+from pointscore.overlays import MARKERS, MAX_SIDE, Sources
 from pointscore.report_figures import worst_order
 
 PIL = pytest.importorskip("PIL")
