@@ -155,18 +155,13 @@ class PointMetrics:
         if gt_labels:
             image["gt_labels"] = read.per_point(gt["labels"], n_gt, f"target[{i}]['labels']",
                                                 "labels")
-        radius = self.options.radius
-        if radius is not None:
-            if radius not in gt:
-                raise InputError(f"target[{i}]: no {radius!r} (radius) key")
-            image["radii"] = read.per_point(gt[radius], n_gt, f"target[{i}][{radius!r}]",
-                                            "radii")
-        level = self.options.level_column
-        if level is not None:
-            if level not in gt:
-                raise InputError(f"target[{i}]: no {level!r} (level_column) key")
-            image["levels"] = read.per_point(gt[level], n_gt, f"target[{i}][{level!r}]",
-                                             "levels")
+        for name, key in (("radius", "radii"), ("level_column", "levels")):
+            column = getattr(self.options, name)  # a key of the target's dict
+            if column is None:
+                continue
+            if column not in gt:
+                raise InputError(f"target[{i}]: no {column!r} ({name}) key")
+            image[key] = read.per_point(gt[column], n_gt, f"target[{i}][{column!r}]", key)
         label = self.options.breakdown_by
         if label is not None:
             if label not in gt:

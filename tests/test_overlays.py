@@ -15,12 +15,13 @@ import pytest
 
 import pointscore
 from bench.data import crowd
-from pointscore import InputError, overlays
+from pointscore import InputError, overlay_drawing, overlays
 from pointscore.cli import main
 from pointscore.errors import shown
 from pointscore.html_report import write_report
+from pointscore.overlay_drawing import MARKERS, MAX_SIDE
 from pointscore.overlay_matches import read_rows, rescore
-from pointscore.overlays import MARKERS, MAX_SIDE, Sources
+from pointscore.overlays import Sources
 from pointscore.report_figures import worst_order
 
 PIL = pytest.importorskip("PIL")
@@ -95,7 +96,7 @@ def test_markers_over_image_files_at_their_places_and_colours(photos, tmp_path):
     assert big.size == (640, 480) and small.size == (320, 240)
     assert max(big.size) <= MAX_SIDE
     assert has_colour(big, (20, 20), GREY, 0, tolerance=6)  # the photo under the points
-    r = overlays.marker_radius(big.size) + 2
+    r = overlay_drawing.marker_radius(big.size) + 2
     s = 0.25
     tp, matched, fp = (406 * s, 400 * s), (400 * s, 400 * s), (1400 * s, 1000 * s)
     missed = [(1600 * s, 1200 * s), (2000 * s, 600 * s)]
@@ -134,7 +135,7 @@ def test_blank_canvas_of_the_images_size_when_the_file_is_missing(photos, tmp_pa
     (_, blank, caption), (_, photo, _) = drawn_thumbnails(text)
     assert "7.jpg: no such file; drawn over a blank canvas." in caption
     assert "Blank canvas of 2560x1920 (its size in the images table)." in caption
-    assert blank.size == (640, 480) and has_colour(blank, (20, 20), overlays.BLANK, 0, 6)
+    assert blank.size == (640, 480) and has_colour(blank, (20, 20), overlay_drawing.BLANK, 0, 6)
     assert has_colour(blank, (1400 / 4, 1000 / 4), colour("fp"), 9)
     assert has_colour(photo, (5, 5), GREY, 0, tolerance=6)
 
@@ -237,7 +238,7 @@ def test_unreadable_and_oversized_files_are_drawn_blank_with_a_note(photos, tmp_
     (_, seven, caption7), (_, eight, caption8) = drawn_thumbnails(text)
     assert "7.jpg: cannot decode it" in caption7 and "blank canvas" in caption7
     assert "8.jpg: refused" in caption8 and "decompression bomb" in caption8.lower()
-    assert has_colour(eight, (3, 3), overlays.BLANK, 0, 6)
+    assert has_colour(eight, (3, 3), overlay_drawing.BLANK, 0, 6)
 
 
 def test_count_only_predictions_have_no_overlays(tmp_path):

@@ -79,10 +79,6 @@ def _heads(path, problems):
     if wrong.size:
         return np.zeros((0, len(HEAD_FIELDS)))
     values, bad = _parse_floats(flat)
-    if values is None and not bad.any():      # arrow and the pattern disagree: Python decides
-        values = np.array(flat.to_pylist(), dtype=np.float64)
-    if values is not None:
-        bad = ~np.isfinite(values)
     if bad.any():
         for i in np.flatnonzero(bad)[:MAX_PROBLEMS_PER_FILE]:
             problems.add(path, f"line {numbers[i // len(HEAD_FIELDS)]}: {flat[i].as_py()!r} "

@@ -35,11 +35,17 @@ def _lines_of(text):
 
 
 def _parse_floats(tokens):
-    """String tokens -> float64 numpy array, or (None, bad mask) when some do not parse."""
+    """String tokens -> (float64 numpy array, mask of the non-finite ones), or (None,
+    mask of those that are not numbers) when some do not parse."""
     try:
-        return np.asarray(tokens.cast(pa.float64())), None
+        values = np.asarray(tokens.cast(pa.float64()))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None, ~np.asarray(pc.match_substring_regex(tokens, _FLOAT_RE))
+        bad = ~np.asarray(pc.match_substring_regex(tokens, _FLOAT_RE))
+        if bad.any():
+            return None, bad
+        # Arrow and the pattern disagree (a form one takes and the other not): Python decides.
+        values = np.array(tokens.to_pylist(), dtype=np.float64)
+    return values, ~np.isfinite(values)
 
 
 def _parse_one_file_nwpu(path, role, problems):
@@ -94,10 +100,6 @@ def _parse_one_file_nwpu(path, role, problems):
     in_body[start[ok] + 1] = False
     body = flat.filter(pa.array(in_body))
     values, bad = _parse_floats(body)
-    if values is None and not bad.any():      # arrow and the pattern disagree: Python decides
-        values = np.array(body.to_pylist(), dtype=np.float64)
-    if values is not None:
-        bad = ~np.isfinite(values)
     if bad.any():
         body_line = np.repeat(numbers, np.maximum(ntok - 2, 0))
         what = "a number" if values is None else "a finite number"
