@@ -86,10 +86,10 @@ def localisation(summary, d):
     thresholds (an explicit --thresholds) lack d (F1 None where P + R = 0, where the
     scripts divide by zero)."""
     thresholds = summary["config"]["thresholds"]
-    if d not in thresholds or summary["micro"]["tp"][thresholds.index(d)] is None:
+    t = thresholds.index(d) if d in thresholds else None
+    tp = None if t is None else summary["micro"]["tp"][t]
+    if tp is None:
         return None
-    t = thresholds.index(d)
-    tp = summary["micro"]["tp"][t]
     fp, fn = summary["micro"]["fp"][t], summary["micro"]["fn"][t]
     precision = tp / (tp + fp + EPS)
     recall = tp / (tp + fn + EPS)
