@@ -102,7 +102,9 @@ def _scoring(parser, images_help):
                              "when distance <= threshold * radius (docs/scaled.md)")
     parser.add_argument("--knn-k", type=whole_number(1), metavar="K",
                         help=f"neighbours of --normalize knn (default {DEFAULT_KNN_K})")
-    parser.add_argument("--match", choices=MATCH, help="default greedy")
+    parser.add_argument("--match", choices=MATCH,
+                        help="default greedy; kuhn: the augmenting paths of NWPU-Crowd's "
+                             "and FIDTM's scripts, which the protocols use")
     parser.add_argument("--strict", action="store_true",
                         help="warnings (thresholds that do not fit the data's units, a score "
                              "column under another name, files swapped, no images table) "
