@@ -13,4 +13,4 @@ DEFAULT_KNN_K = 3
 MAX_GAME_LEVEL = 3
 MAX_THRESHOLDS = 10_000
 DEFAULT_SHARD_POINTS = 2_000_000
-CONVERT_FORMATS = ("nwpu-txt", "nwpu-json", "mat", "jhu", "coco", "csv")
+CONVERT_FORMATS = ("nwpu-txt", "nwpu-counts", "nwpu-json", "mat", "jhu", "coco", "csv")

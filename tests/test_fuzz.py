@@ -299,6 +299,10 @@ def readers():
             mutated=("input",)),
         Reader("nwpu-txt-pred", convert("nwpu-txt", "--role", "pred"), {"input": text_source(
             "pred.txt", "1 3 10 20 31 40 90 90\n2 0\n3 1 1.5 2.5\n")}, mutated=("input",)),
+        Reader("nwpu-counts", convert("nwpu-counts"), {"input": text_source(
+            "counts.txt", "3610 1.5\n3611 0\n3612 130.0000\n")}, mutated=("input",)),
+        Reader("jhu-gt", convert("jhu"), {"input": text_source(
+            "0001.txt", "10 20 5 5 1 0\n30 40 6 6 0 1\n")}, mutated=("input",)),
         Reader("nwpu-json", convert("nwpu-json"), {"input": text_source("0001.json", json.dumps(
             {"img_id": "0001.jpg", "human_num": 3, "points": XY.tolist(),
              "boxes": [[x - 1, y - 1, x + 1, y + 1] for x, y in XY.tolist()]}))},

@@ -189,19 +189,36 @@ def test_nwpu_from_its_txt_files(tmp_path, capsys):
     assert set(summary["levels"]) <= {str(v) for v in range(6)}
 
 
-def test_nwpu_counting_submissions_get_the_counting_table(tmp_path):
-    """NWPU-Crowd's counting track: per-image counts, no points to match."""
+def test_nwpu_counting_submissions_get_the_counting_table(tmp_path, capsys):
+    """NWPU-Crowd's counting track: a submission file of 'id count' lines (counts such
+    as 100.0000), no points to match."""
     images = crowd(np.random.default_rng(8), [0, 5, 120])
-    gt = {"image_id": np.repeat(np.arange(3), [len(i["gt"]) for i in images]),
-          "x": np.concatenate([i["gt"][:, 0] for i in images]),
-          "y": np.concatenate([i["gt"][:, 1] for i in images]),
-          **{name: np.concatenate([i[name] for i in images])
-             for name in ("sigma_s", "sigma_l", "level")}}
-    pred = {"image_id": np.arange(3), "count": np.array([1.5, 4.25, 130.0])}
-    results = pointscore.evaluate(gt, pred, protocol="nwpu").summary["protocol"]["results"]
+    write_nwpu(tmp_path / "gt.txt", images, "gt", 3610)
+    (tmp_path / "counts.txt").write_text("3610 1.5000\n3611 4.2500\n3612 130.0000\n")
+    convert("--from", "nwpu-txt", "--role", "gt", tmp_path / "gt.txt",
+            "--out", tmp_path / "gt.parquet", "--images-out", tmp_path / "images.parquet")
+    convert("--from", "nwpu-counts", tmp_path / "counts.txt", "--out", tmp_path / "counts.parquet")
+    results = scored(capsys, tmp_path / "gt.parquet", tmp_path / "counts.parquet",
+                     tmp_path / "images.parquet", "nwpu")["protocol"]["results"]
     assert results["sigma_s"] is None and results["sigma_l"] is None
     assert results["mae"] == (1.5 + 0.75 + 10.0) / 3
     assert results["scene_mae"] == {"S0": 1.5, "S1": 0.75, "S2": 10.0, "S3": None, "S4": None}
+
+
+def test_nwpu_counting_files_are_checked(tmp_path, capsys):
+    (tmp_path / "counts.txt").write_text("3610 1.5\n3611 -2\n36x2 4\n3613\n")
+    assert main(["convert", "--from", "nwpu-counts", str(tmp_path / "counts.txt"),
+                 "--out", str(tmp_path / "counts.parquet")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"pointscore: {tmp_path / 'counts.txt'}: line 4: expected "
+                     "'image_id count', got 1 value"]
+    (tmp_path / "counts.txt").write_text("3610 1.5\n3611 -2\n36x2 4\n3610 nan\n")
+    assert main(["convert", "--from", "nwpu-counts", str(tmp_path / "counts.txt"),
+                 "--out", str(tmp_path / "counts.parquet")]) == 2
+    assert [line.split(": ", 2)[2] for line in capsys.readouterr().err.splitlines()] == [
+        "line 3: image id '36x2' is not an integer",
+        "line 2: count '-2' is not a finite number >= 0",
+        "line 4: count 'nan' is not a finite number >= 0"]
 
 
 # -- FIDTM: UCF-QNRF and ShanghaiTech --------------------------------------------------------------

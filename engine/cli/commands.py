@@ -339,7 +339,8 @@ def convert_command(args):
                 with RowSink(dest, name="out") as sink:
                     sink.write(table)
     n_images = pc.count_distinct(points.column("image_id")).as_py() if points.num_rows else 0
-    print(f"wrote {points.num_rows} points of {n_images} images to {label_of(args.out)}")
+    rows = "counts" if "count" in points.column_names else "points"
+    print(f"wrote {points.num_rows} {rows} of {n_images} images to {label_of(args.out)}")
     if images is not None:
         empty = images.num_rows - n_images
         if args.images_out:

@@ -296,9 +296,9 @@ def _compare(commands):
 def _convert(commands):
     parser = commands.add_parser(
         "convert", help="convert crowd-counting annotations to pointscore's Parquet",
-        description="Convert NWPU-Crowd txt/json, ShanghaiTech/UCF-QNRF .mat, JHU-Crowd++, COCO "
-                    "keypoint JSON or CSV points to the long Parquet layout "
-                    "(image_id, x, y[, score, class]).")
+        description="Convert NWPU-Crowd txt/json (points, or counting submissions), "
+                    "ShanghaiTech/UCF-QNRF .mat, JHU-Crowd++, COCO keypoint JSON or CSV "
+                    "points to the long Parquet layout (image_id, x, y[, score, class]).")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="a file, or a directory of files in the format")
     parser.add_argument("--from", dest="fmt", required=True, choices=FORMATS,

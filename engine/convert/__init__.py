@@ -1,6 +1,7 @@
 """The formats crowd-counting data comes in -> pointscore's long layout.
 
-    pointscore convert --from {nwpu-txt,nwpu-json,mat,jhu,coco,csv} [--role {gt,pred}]
+    pointscore convert --from {nwpu-txt,nwpu-counts,nwpu-json,mat,jhu,coco,csv}
+        [--role {gt,pred}]
         INPUT [INPUT ...] --out PATH.parquet [--images-out PATH.parquet]
         [--map old=new,...] [--delimiter C] [--mat-key NAME] [--no-class]
 
@@ -16,6 +17,9 @@ Formats (one Python function each, all returning a pyarrow.Table):
   level`` per point; ``sigma_s``, ``sigma_l`` (float64) and ``level`` (int64) are kept.
   The count must match the numbers on the line; ids are integers; an image may appear
   on one line only. Blank lines are skipped. Lines are counted from 1.
+* ``nwpu-counts`` (:func:`from_nwpu_counts`): NWPU-Crowd's counting submissions, one
+  line per image, ``image_id count`` with a count such as ``100.0000``: count-only
+  predictions (``image_id``, ``count``), scored for the counting metrics.
 * ``nwpu-json`` (:func:`from_nwpu_json`): NWPU-Crowd per-image JSON
   ``{"img_id", "human_num", "points": [[x, y], ...], "boxes"}``; ``human_num``, when
   present, must equal the number of points; ``boxes`` are not used.
@@ -63,11 +67,11 @@ from .coco import from_coco
 from .common import FORMATS
 from .mat import from_mat, mat_image_id
 from .jhu import from_jhu
-from .nwpu import from_nwpu_json, from_nwpu_txt
+from .nwpu import from_nwpu_counts, from_nwpu_json, from_nwpu_txt
 from .tabular import from_csv, parse_mapping
 
-__all__ = ["convert", "from_nwpu_txt", "from_nwpu_json", "from_mat", "from_jhu", "from_coco",
-           "from_csv",
+__all__ = ["convert", "from_nwpu_txt", "from_nwpu_counts", "from_nwpu_json", "from_mat",
+           "from_jhu", "from_coco", "from_csv",
            "mat_image_id", "parse_mapping", "FORMATS"]
 
 
@@ -77,7 +81,7 @@ def convert(fmt, paths, *, role=None, mapping=None, delimiter=None, mat_key=None
 
     Parameters
     ----------
-    fmt : {'nwpu-txt', 'nwpu-json', 'mat', 'jhu', 'coco', 'csv'}
+    fmt : {'nwpu-txt', 'nwpu-counts', 'nwpu-json', 'mat', 'jhu', 'coco', 'csv'}
         The input format (see the module doc).
     paths : path or sequence of paths
         Files, or directories of files of the format.
@@ -107,6 +111,11 @@ def convert(fmt, paths, *, role=None, mapping=None, delimiter=None, mat_key=None
             raise InputError(f"nwpu-txt needs {option('role')} gt or pred "
                              "(ground truth has 5 numbers per point, predictions 2)")
         return from_nwpu_txt(paths, role, with_images=True)
+    if fmt == "nwpu-counts":
+        if role == "gt":
+            raise InputError(f"nwpu-counts files are predictions: {option('role')} gt does "
+                             "not apply")
+        return from_nwpu_counts(paths, with_images=True)
     if fmt == "nwpu-json":
         return from_nwpu_json(paths, with_images=True)
     if fmt == "mat":

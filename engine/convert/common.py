@@ -13,6 +13,7 @@ from ..files import check_name
 FORMATS = CONVERT_FORMATS
 EXTENSIONS = {
     "nwpu-txt": (".txt",),
+    "nwpu-counts": (".txt",),
     "nwpu-json": (".json",),
     "mat": (".mat",),
     "jhu": (".txt",),

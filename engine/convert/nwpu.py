@@ -156,6 +156,55 @@ def from_nwpu_txt(paths, role, *, with_images=False):
     return _result(points, _images_table(pa.array(ids, pa.int64())), with_images)
 
 
+# ------------------------------------------------------------------ NWPU-Crowd counts
+
+def from_nwpu_counts(paths, *, with_images=False):
+    """NWPU-Crowd's counting submissions (one line per image, ``image_id count``, the
+    count a number such as ``100.0000``) -> a count-only predictions table
+    (``image_id``, ``count`` as float64).
+    """
+    files = _expand(paths, "nwpu-counts")
+    problems = _Problems()
+    ids, counts, seen = [], [], []
+    for path in files:
+        flat, ntok, numbers = _lines_of(_read_text(path))
+        if numbers.size == 0:
+            problems.add(path, "no lines with data (expected 'image_id count' per image)")
+            continue
+        for i in np.flatnonzero(ntok != 2)[:MAX_PROBLEMS_PER_FILE]:
+            problems.add(path, f"line {numbers[i]}: expected 'image_id count', got "
+                         f"{_plural(int(ntok[i]), 'value')}")
+        if (ntok != 2).any():
+            continue
+        image_id, count = flat.take(pa.array(np.arange(0, len(flat), 2))), \
+            flat.take(pa.array(np.arange(1, len(flat), 2)))
+        good_id = np.asarray(pc.match_substring_regex(image_id, _INT_RE))
+        values, bad = _parse_floats(count)
+        bad = bad | (values < 0) if values is not None else bad
+        for i in np.flatnonzero(~good_id)[:MAX_PROBLEMS_PER_FILE]:
+            problems.add(path, f"line {numbers[i]}: image id {image_id[i].as_py()!r} is not "
+                         "an integer")
+        for i in np.flatnonzero(bad)[:MAX_PROBLEMS_PER_FILE]:
+            problems.add(path, f"line {numbers[i]}: count {count[i].as_py()!r} is not a "
+                         "finite number >= 0")
+        if not good_id.all() or bad.any():
+            continue
+        try:
+            file_ids = np.asarray(image_id.cast(pa.int64()))
+        except pa.ArrowInvalid:
+            problems.add(path, "an image id is too large for a 64-bit integer")
+            continue
+        ids.append(file_ids)
+        counts.append(values)
+        seen += [(int(i), path, f"line {n}") for i, n in zip(file_ids.tolist(), numbers)]
+    problems.raise_if_any()
+    _check_unique_images(seen, problems)
+    problems.raise_if_any()
+    id_array = pa.array(np.concatenate(ids), pa.int64())
+    points = pa.table({"image_id": id_array, "count": np.concatenate(counts)})
+    return _result(points, _images_table(id_array), with_images)
+
+
 # ------------------------------------------------------------------ NWPU-Crowd json
 
 def _xy_array(value, path, where, problems):
