@@ -39,8 +39,8 @@ def summarize(state, device, warnings=(), xp=np):
         out["breakdown"] = _breakdown(state)
     if options.breakdown_by is not None:
         out["breakdown_by"] = {"column": options.breakdown_by,
-                               "groups": {str(label): _image_group(state, "label", g)
-                                          for g, label in enumerate(state.labels)}}
+                               "groups": dict(zip(map(str, state.labels),
+                                                  _image_groups(state, "label")))}
     if options.level_column is not None:
         out["levels"], out["level_recall_mean"] = _levels(state)
     return out
@@ -199,32 +199,35 @@ def _game(state):
             "classes": {str(v): means(state["game"][c]) for c, v in enumerate(state.classes)}}
 
 
-def _image_group(state, prefix, g):
-    """The metrics of group g of the image-group fields ``<prefix>_*`` (a breakdown
-    bin, an image label)."""
+def _image_groups(state, prefix):
+    """The metrics of each group of the image-group fields ``<prefix>_*`` (breakdown
+    bins, image labels), in order; each field's exact sums are rounded once."""
     n_t = len(state.thresholds)
-    images = int(state[f"{prefix}_images"][g])
     as_count = _count_value(state) if state.count_only else (lambda v: int(v))
-    if state.count_only:
-        local = {name: [None] * n_t for name in ("tp", "fp", "fn", "precision", "recall", "f1")}
-    else:
-        tp, fp, fn = (state[f"{prefix}_{name}"][g] for name in ("tp", "fp", "fn"))
-        local = {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
-                 **{k: v.tolist() for k, v in rates(tp, fp, fn).items()}}
-    abs_err, sq_err, nae = (state[f"{prefix}_{name}"].totals()[g]
-                            for name in ("abs", "sq", "nae"))
-    return {"images": images, "gt_count": int(state[f"{prefix}_gt"][g]),
-            "pred_count": as_count(state[f"{prefix}_pred"].totals()[g]),
-            "counting": counting(abs_err, sq_err, nae,
-                                 int(state[f"{prefix}_nae_images"][g]), images),
-            **local}
+    pred, abs_err, sq_err, nae = (state[f"{prefix}_{name}"].totals()
+                                  for name in ("pred", "abs", "sq", "nae"))
+    groups = []
+    for g, images in enumerate(state[f"{prefix}_images"].tolist()):
+        if state.count_only:
+            local = {name: [None] * n_t
+                     for name in ("tp", "fp", "fn", "precision", "recall", "f1")}
+        else:
+            tp, fp, fn = (state[f"{prefix}_{name}"][g] for name in ("tp", "fp", "fn"))
+            local = {"tp": tp.tolist(), "fp": fp.tolist(), "fn": fn.tolist(),
+                     **{k: v.tolist() for k, v in rates(tp, fp, fn).items()}}
+        groups.append({"images": images, "gt_count": int(state[f"{prefix}_gt"][g]),
+                       "pred_count": as_count(pred[g]),
+                       "counting": counting(abs_err[g], sq_err[g], nae[g],
+                                            int(state[f"{prefix}_nae_images"][g]), images),
+                       **local})
+    return groups
 
 
 def _breakdown(state):
     edges = list(state.options.bins)
     bounds = [0.0, *edges]
-    bins = [{"lo": bounds[b], "hi": edges[b] if b < len(edges) else None,
-             **_image_group(state, "bin", b)} for b in range(len(edges) + 1)]
+    bins = [{"lo": bounds[b], "hi": edges[b] if b < len(edges) else None, **group}
+            for b, group in enumerate(_image_groups(state, "bin"))]
     return {"by": state.options.breakdown, "edges": edges, "bins": bins}
 
 

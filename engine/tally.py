@@ -114,20 +114,19 @@ def add_level_points(state, level):
     state.add("level_gt", np.ones(level.size, np.int64), keys=level)
 
 
-def _add_level_tp(state, batch, matching):
-    """TP per level and threshold: each matched gt counts for its level."""
-    n_t = len(state.options.thresholds)
-    tp = np.bincount(batch.gt_level[matching.gt] * n_t + matching.first_t,
-                     minlength=len(state.levels) * n_t).reshape(-1, n_t)
-    state.add("level_tp", np.cumsum(tp, axis=1) if matching.running else tp)
 
 
 def group_tp(batch, thresholds, matching):
     """TP per group and threshold (n_groups, n_t)."""
-    n_t = thresholds.size
-    pred_group = batch.pred_group()
-    tp = np.bincount(pred_group[matching.pred] * n_t + matching.first_t,
-                     minlength=batch.n_groups * n_t).reshape(batch.n_groups, n_t)
+    return tp_by(batch.pred_group()[matching.pred], batch.n_groups, thresholds.size, matching)
+
+
+def tp_by(pair_key, n_keys, n_t, matching):
+    """TP per key and threshold (n_keys, n_t) of the matched pairs, ``pair_key`` giving
+    each pair's key (its group, its gt's level): a pair counts at its threshold, and at
+    every larger one under the monotone rules."""
+    tp = np.bincount(pair_key * n_t + matching.first_t,
+                     minlength=n_keys * n_t).reshape(n_keys, n_t)
     return np.cumsum(tp, axis=1) if matching.running else tp
 
 
@@ -142,8 +141,9 @@ def tally(state, batch, kept, matching, sizes=None, labels=None):
                          np.diff(batch.pred_off), group_tp(batch, thresholds, matching))
     add_counts(state, batch.image_ids, counts, sizes, labels)
     if batch.gt_level is not None:
-        add_level_points(state, batch.gt_level)
-        _add_level_tp(state, batch, matching)
+        add_level_points(state, batch.gt_level)  # and TP: each matched gt for its level
+        state.add("level_tp", tp_by(batch.gt_level[matching.gt], len(state.levels),
+                                    thresholds.size, matching))
     dist = ExactSums((len(batch.classes), n_t))
     dist.add(batch.group_class[pred_group[matching.pred]] * n_t + matching.first_t,
              np.sqrt(matching.d2))
