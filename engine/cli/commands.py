@@ -33,7 +33,7 @@ from .parsers import evaluate_parser, flag
 from .say import say
 
 SCORING = ("protocol", "thresholds", "normalize", "match", "score_threshold", "device",
-           "radius")
+           "radius", "knn_k")
 GATE_FAILED = 3  # evaluate's exit status when --fail-if holds
 INVALID_SUBMISSIONS = 4  # compare's exit status when some submissions are invalid
 
@@ -47,18 +47,7 @@ def _limits(args):
 def _scoring(args):
     """The scoring options of pointscore.evaluate from the parsed arguments (None where
     not given: the protocol's, else the default)."""
-    from ..protocols import PROTOCOLS
-    normalize = args.normalize
-    if normalize is None and args.protocol is not None:
-        normalize = PROTOCOLS[args.protocol].sets.get("normalize")
-    if args.knn_k is not None and normalize != "knn":
-        raise InputError(f"usage error: {option('knn_k')} applies to {option('normalize')} "
-                         "knn only")
-    options = {name: getattr(args, name) for name in SCORING}
-    if args.knn_k is not None:
-        options["knn_k"] = args.knn_k
-    options["strict"] = args.strict
-    return options
+    return dict({name: getattr(args, name) for name in SCORING}, strict=args.strict)
 
 
 def _check_outputs(outputs, inputs, tables=()):
@@ -98,13 +87,18 @@ def streams(gt, pred, shard_points, limits):
 
 
 def _resolved(args, scoring, limits):
-    """The run's ScoringOptions: the options given, completed by --protocol."""
+    """The run's ScoringOptions: the options given, completed by --protocol, checked
+    before any work."""
     from ..options import ScoringOptions
     from ..protocols import resolve
     _, chosen = resolve(args.protocol, {k: v for k, v in scoring.items()
                                         if k not in ("strict", "protocol")},
                         args.images, limits)
-    return ScoringOptions.create(**chosen)
+    options = ScoringOptions.create(**chosen)
+    if args.knn_k is not None and options.normalize != "knn":
+        raise InputError(f"usage error: {option('knn_k')} applies to {option('normalize')} "
+                         "knn only")
+    return options
 
 
 def _overlays(args, thresholds):
@@ -279,9 +273,10 @@ def compare_command(args):
                    [("gt", args.gt), ("images", args.images), *(("pred", p) for p in args.pred)])
     names = [name.strip() for name in args.names.split(",")] if args.names else None
     limits = _limits(args)
-    overlays = _overlays(args, _resolved(args, _scoring(args), limits).thresholds)
+    scoring = _scoring(args)
+    overlays = _overlays(args, _resolved(args, scoring, limits).thresholds)
     comparison = comparing.compare(args.gt, args.pred, args.images, names=names,
-                                   **_scoring(args), n_resamples=args.n_resamples,
+                                   **scoring, n_resamples=args.n_resamples,
                                    seed=args.seed, confidence=args.confidence,
                                    rank_by=args.rank_by, limits=limits)
     notes = dict.fromkeys(line for r in comparison.reports.values() for line in r.notes)
