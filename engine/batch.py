@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_values import arrow_array, numpy_values
 from .errors import InputError, option, rows_text
 
 SINGLE_CLASS = 0  # the class value of every point when no table has a class column
@@ -96,7 +97,7 @@ def _ranks(values, universe, table, column, problems):
         problems.append(f"{table.label}: column '{column}' has {int(unknown.sum())} {what} "
                         f"({rows_text(unknown, values)})")
         return None
-    return np.asarray(rank.fill_null(0), dtype=np.int64)
+    return numpy_values(rank).astype(np.int64)
 
 
 def _scales(images, ids, normalize):
@@ -118,7 +119,7 @@ def _scales(images, ids, normalize):
             raise InputError(f"{images.label}: {option('normalize')} 'diag' needs every diagonal "
                              f"sqrt(width**2 + height**2) finite and > 0 in float64, got "
                              f"{int(bad.sum())} that are not ({rows_text(bad, width)})")
-    at = np.asarray(pc.index_in(ids, value_set=images.image_id), dtype=np.int64)
+    at = numpy_values(pc.index_in(ids, value_set=images.image_id))
     return width[at], height[at]
 
 
@@ -164,11 +165,6 @@ def image_universe(gt, pred, images=None):
                             for t in (gt, pred)))
 
 
-def class_values(gt, pred):
-    """Every class value of both tables, ascending."""
-    return _sorted_unique(gt.klass, pred.klass).to_pylist()
-
-
 @dataclass
 class Ranks:
     """The evaluated images and classes, ascending, and each point's rank in them."""
@@ -201,8 +197,11 @@ def rank_tables(gt, pred, images=None, *, ids=None, classes=None):
     if problems:
         raise InputError(problems)
     if has_class:
-        classes = class_values(gt, pred) if classes is None else classes
-        universe = pa.array(classes)
+        # the tables' own classes stay an Arrow array: building one from a list
+        # imports pandas (see arrow_values)
+        universe = _sorted_unique(gt.klass, pred.klass) if classes is None \
+            else arrow_array(classes)
+        classes = universe.to_pylist() if classes is None else classes
         gt_class = _ranks(gt.klass, universe, gt, "class", problems)
         pred_class = _ranks(pred.klass, universe, pred, "class", problems)
     else:

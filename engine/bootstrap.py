@@ -28,7 +28,6 @@ in ties and replicates where either value is undefined.
 import math
 import numbers
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,8 +35,9 @@ import pyarrow.compute as pc
 from pointscore.kernels.ap import RECALL_POINTS
 from pointscore.kernels.resample import block_precision
 
+from .arrow_values import numpy_values
 from .errors import InputError, option, shown
-from .group_threads import in_threads
+from .group_threads import in_threads, thread_count
 from .limits import MAX_RESAMPLES
 from .tally import per_image_sums
 
@@ -140,7 +140,7 @@ class ImageStats:
                 n_runs.extend([0] * self.n_t)
                 continue
             order = np.argsort(-run.score, kind="stable")  # as MetricState orders it
-            image = np.asarray(pc.index_in(run.image_ids, value_set=self.image_ids))
+            image = numpy_values(pc.index_in(run.image_ids, value_set=self.image_ids))
             images.append(np.repeat(image, run.counts)[order])
             at, runs = true_runs(run.is_tp[order])
             positions.append(at)
@@ -190,7 +190,7 @@ class ImageStats:
         out = np.full(m, np.nan)
         if not self.has_scores:
             return out
-        n_blocks = min(m, 4 * numba.get_num_threads())
+        n_blocks = min(m, 4 * thread_count())
         ap = sampled_precision(weights, self.pred_image, self.class_off, self.positions,
                                self.position_off, self.run_begin, self.run_end, self.run_off,
                                self.n_t, n_gt, n_blocks).mean(axis=-1)  # (m, n_c, n_t)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_values import numpy_values
 from .errors import InputError, escape, rows_text
 from .limits import TRUSTED
 from .read import ROLES, to_arrow
@@ -100,7 +101,7 @@ def _key_column(array, label, name, problems):
     if pa.types.is_large_string(array.type):
         array = array.cast(pa.string())
     if pa.types.is_null(array.type) or not len(array):  # no values at all: no wrong ones
-        array = pa.array([], pa.int64()) if not len(array) else array.cast(pa.int64())
+        array = pa.nulls(0, pa.int64()) if not len(array) else array.cast(pa.int64())
     if not (pa.types.is_integer(array.type) or pa.types.is_string(array.type)):
         _wrong_type(array, label, name, "integer or string", problems)
         return None
@@ -125,7 +126,7 @@ def _float_column(array, label, name, problems, allow_negative=True):
         return None
     # CSV reads 'nan' as missing, so missing and NaN are one problem here.
     array = array.cast(pa.float64(), safe=False)
-    values = np.asarray(array.fill_null(np.nan) if array.null_count else array)
+    values = numpy_values(array)
     bad = ~np.isfinite(values)
     what = "missing, NaN or infinite"
     if not allow_negative:
@@ -249,7 +250,7 @@ EXTRA_WORDS = {"radius": "radius", "level": "level", "attribute": "image label"}
 
 
 def _check_unique_ids(image_id, label, problems):
-    ids = np.asarray(image_id.to_numpy(zero_copy_only=False))
+    ids = numpy_values(image_id)
     order = np.argsort(ids, kind="stable")
     repeat = np.zeros(ids.size, bool)
     repeat[order[1:]] = ids[order[1:]] == ids[order[:-1]]

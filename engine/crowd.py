@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_values import numpy_values
+
 
 def add_game(state, gt, pred, ids, sizes, classes, kept=None):
     """Add the GAME cell errors of a shard's images ``ids`` (with their (width,
@@ -43,7 +45,7 @@ def _located(table, ids, classes, sizes, keep):
     in ``keep``)."""
     if len(table) == 0:  # an empty column may carry another type than the ids
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
-    image = np.asarray(pc.index_in(table.image_id, value_set=ids), np.int64)
+    image = numpy_values(pc.index_in(table.image_id, value_set=ids)).astype(np.int64)
     klass = np.zeros(len(table), np.int64) if table.klass is None else \
         np.asarray(pc.index_in(table.klass, value_set=pa.array(classes, table.klass.type)), np.int64)
     keep = slice(None) if keep is None else keep

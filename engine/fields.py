@@ -48,7 +48,7 @@ class ApRun:
 
     @classmethod
     def empty(cls, n_thresholds, id_type=pa.int64()):
-        return cls(pa.array([], id_type), np.zeros(0, np.int64), np.zeros(0),
+        return cls(pa.nulls(0, id_type), np.zeros(0, np.int64), np.zeros(0),
                    pack_tp(np.zeros((n_thresholds, 0), bool)), n_thresholds)
 
 

@@ -1,17 +1,27 @@
 """Runs of (image, class) groups, and other independent blocks of work, in threads.
 
 The CPU kernels are sequential and release the GIL (``nogil=True``): the engine splits
-a batch's groups into runs of about equal work and runs them in a pool of Numba's
-thread count (NUMBA_NUM_THREADS, which the Dask runner sets per worker). A ``prange``
+a batch's groups into runs of about equal work and runs them in a pool of
+``thread_count()`` threads (NUMBA_NUM_THREADS, which the Dask runner sets per worker, as
+for Numba's own threads). A ``prange``
 loop would do the same, but ``parallel=True`` compiles the kernel and every function
 it calls a second time, which took a quarter of a first run's time.
 """
+import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 
 RUNS_PER_THREAD = 4  # more runs than threads, so one crowded image does not hold up the rest
+
+
+def thread_count():
+    """NUMBA_NUM_THREADS when set, else the CPUs this process may run on: Numba's own
+    default, read without importing Numba (the compiled kernels do not need it)."""
+    if os.environ.get("NUMBA_NUM_THREADS"):
+        return max(1, int(os.environ["NUMBA_NUM_THREADS"]))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, len(usable) if usable else os.cpu_count() or 1)
 
 
 def group_runs(p_off, g_off, n_runs):
@@ -50,16 +60,16 @@ def over_groups(run, p_off, g_off, threads=None):
     p_off, g_off : numpy.ndarray
         Offsets of each group's predictions and ground-truth points.
     threads : int, optional
-        Threads to use; Numba's thread count by default.
+        Threads to use; ``thread_count()`` by default.
     """
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = thread_count() if threads is None else threads
     runs = group_runs(p_off, g_off, RUNS_PER_THREAD * threads if threads > 1 else 1)
     in_threads(lambda r: run(*r), runs, threads)
 
 
 def in_threads(work, items, threads=None):
-    """Call ``work(item)`` for every item, in a pool of ``threads`` (Numba's thread count
-    by default) when there are several items; a call's exception is raised here.
+    """Call ``work(item)`` for every item, in a pool of ``threads`` (``thread_count()`` by
+    default) when there are several items; a call's exception is raised here.
 
     Parameters
     ----------
@@ -68,7 +78,7 @@ def in_threads(work, items, threads=None):
     items : sequence
     threads : int, optional
     """
-    threads = numba.get_num_threads() if threads is None else threads
+    threads = thread_count() if threads is None else threads
     if threads <= 1 or len(items) <= 1:
         for item in items:
             work(item)

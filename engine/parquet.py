@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import check, remote
+from .arrow_values import arrow_array, numpy_values
 from .batch import rank_tables
 from .errors import InputError, first_line, label_of
 from .extents import bounding_boxes, merge_boxes
@@ -222,10 +223,14 @@ def sum_counts(ids, counts):
     """Distinct ids (ascending) and their summed counts, from lists of arrays."""
     if not ids:
         return None, np.zeros(0, np.int64)
-    table = pa.table({"id": pa.chunked_array(ids), "n": pa.chunked_array(counts, pa.int64())})
-    table = table.group_by("id").aggregate([("n", "sum")])
-    table = table.take(pc.sort_indices(table["id"]))
-    return table["id"].combine_chunks(), table["n_sum"].to_numpy()
+    # Not Table.group_by: pyarrow imports pandas for it (see arrow_values).
+    every_id = pa.chunked_array(ids).combine_chunks()
+    distinct = pc.unique(every_id)
+    distinct = distinct.take(pc.sort_indices(distinct))
+    at = numpy_values(pc.index_in(every_id, value_set=distinct))
+    total = np.zeros(len(distinct), np.int64)
+    np.add.at(total, at, np.concatenate([numpy_values(n).astype(np.int64) for n in counts]))
+    return distinct, total
 
 
 def _unknown(ids, known):
@@ -373,7 +378,7 @@ def _joined(source, tables, rows):
     table, rows = pa.concat_tables(tables), np.concatenate(rows)
     if (np.diff(rows) < 0).any():  # row groups read out of order
         order = np.argsort(rows, kind="stable")
-        table, rows = table.take(pa.array(order)), rows[order]
+        table, rows = table.take(arrow_array(order)), rows[order]
     return table, rows
 
 
@@ -411,7 +416,7 @@ def partition(task, shard_firsts, scratch, buffer_rows):
         shard = np.searchsorted(shard_firsts, raw_ids(batch), side="right") - 1
         order = np.argsort(shard, kind="stable")  # stable: rows keep their order
         sizes = np.bincount(shard, minlength=shard_firsts.size)
-        grouped = table.take(pa.array(order))
+        grouped = table.take(arrow_array(order))
         starts = np.cumsum(sizes) - sizes
         for s in np.flatnonzero(sizes):
             buffers.setdefault(int(s), []).append(grouped.slice(starts[s], sizes[s]))

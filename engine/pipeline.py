@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from . import advice, check, parquet, tally
 from . import plan as planning
+from .arrow_values import arrow_array, arrow_table, numpy_values
 from .backends import MAXIMUM_MATCHING_NOTE, SCALED_NOTE, backend_for
 from .batch import build_batch, group_keys, rank_tables
 from .counts import Counts
@@ -177,7 +178,7 @@ def _image_rows(ids, counts, t):
         columns["tp"] = tp
         columns["fp"] = columns["pred_count"] - tp
         columns["fn"] = columns["gt_count"] - tp
-    return pa.table(columns)
+    return arrow_table(columns)
 
 
 # -- the driver ----------------------------------------------------------------------------
@@ -263,7 +264,7 @@ def run(inputs, options, outputs, *, mapper, device, note, limits, shard_points=
 
 
 def _partition(sources, plan, scratch, mapper, piece_rows, buffer_rows):
-    firsts = planning.id_values(plan.universe.take(pa.array(plan.firsts)))
+    firsts = planning.id_values(plan.universe.take(arrow_array(plan.firsts)))
     tasks = [(s, number, groups) for s in sources
              for number, groups in enumerate(planning.pieces(s, piece_rows))]
     for _ in mapper(parquet.partition, tasks, "partition", shard_firsts=firsts,
@@ -273,7 +274,7 @@ def _partition(sources, plan, scratch, mapper, piece_rows, buffer_rows):
 
 def _shards(plan, inputs, spans, scratch):
     images = inputs.images
-    order = None if images is None else np.asarray(pc.sort_indices(images.image_id))
+    order = None if images is None else numpy_values(pc.sort_indices(images.image_id))
     shards = []
     for number in range(plan.n_shards):
         begin, end = plan.bounds(number)
@@ -297,11 +298,11 @@ def _shards(plan, inputs, spans, scratch):
 
 def _images_of(images, rows):
     """The rows of the images table at ``rows``, as a check.Table."""
-    return check.Table(label=images.label, image_id=images.image_id.take(pa.array(rows)),
+    return check.Table(label=images.label, image_id=images.image_id.take(arrow_array(rows)),
                        width=None if images.width is None else images.width[rows],
                        height=None if images.height is None else images.height[rows],
                        attribute=None if images.attribute is None
-                       else images.attribute.take(pa.array(rows)))
+                       else images.attribute.take(arrow_array(rows)))
 
 
 def check_run_options(strategy, shard_points, can_partition, scratch_dir=None):

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrow_values import numpy_values
 from .parquet import sum_counts
 
 # Filtered reads win while they read the data at most about twice (partitioning reads
@@ -41,9 +42,9 @@ def cut(ids, counts, images, shard_points):
         universe = images.image_id.take(pc.sort_indices(images.image_id))
         points = np.zeros(len(universe), np.int64)
         if ids is not None and len(ids):
-            points[np.asarray(pc.index_in(ids, value_set=universe))] = counts
+            points[numpy_values(pc.index_in(ids, value_set=universe))] = counts
     else:
-        universe = ids if ids is not None else pa.array([], pa.int64())
+        universe = ids if ids is not None else pa.nulls(0, pa.int64())
         points = counts
     if shard_points is None or not points.size:
         # One shard (an empty one when there are no images, so that a report has its shape).

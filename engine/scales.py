@@ -5,18 +5,18 @@ With scales, every threshold t is in units of each gt's scale r_g, and a pair ma
 when ``(dx*dx + dy*dy) / (r_g*r_g) <= t*t`` (kernels.candidates).
 """
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from pointscore.kernels import knn_scales as knn
 
+from .arrow_values import arrow_array, numpy_values
 from .errors import SHOWN_ROWS, InputError, option, shown
 
 
 def _images_text(batch, image_index):
     """'images 3, 7 and 2 more' for batch image indices."""
     index = np.unique(image_index)
-    picked = batch.image_ids.take(pa.array(index[:SHOWN_ROWS])).to_pylist()
+    picked = batch.image_ids.take(arrow_array(index[:SHOWN_ROWS])).to_pylist()
     more = f" and {index.size - SHOWN_ROWS} more" if index.size > SHOWN_ROWS else ""
     word = "image" if index.size == 1 else "images"
     return f"{word} {', '.join(shown(v) for v in picked)}{more}"
@@ -45,7 +45,7 @@ def knn_scales(batch, k, images):
             raise InputError(f"{what}: ground-truth points alone in their image and class "
                              f"({_images_text(batch, image[lone])}) are scaled by the image "
                              "diagonal, which needs an images table with 'width' and 'height'")
-        at = np.asarray(pc.index_in(batch.image_ids, value_set=images.image_id), np.int64)
+        at = numpy_values(pc.index_in(batch.image_ids, value_set=images.image_id)).astype(np.int64)
         width, height = images.width[at], images.height[at]
         with np.errstate(over="ignore"):
             r[lone] = np.sqrt(width * width + height * height)[image[lone]]

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import advice, check, counts, parquet
+from .arrow_values import arrow_array, numpy_values
 from .batch import SINGLE_CLASS, _scales, rank_tables
 from .errors import InputError, option, raise_if, shown
 from .extents import bounding_boxes, extents, merge_boxes
@@ -53,8 +54,8 @@ class MemorySource:
         in row order."""
         if self._order is None:
             image_id = self.table.image_id
-            self._order = np.asarray(pc.sort_indices(image_id), np.int64)
-            self._sorted = id_values(image_id.take(pa.array(self._order)))
+            self._order = numpy_values(pc.sort_indices(image_id)).astype(np.int64)
+            self._sorted = id_values(image_id.take(arrow_array(self._order)))
         if not len(ids) or not self._sorted.size:
             return take_rows(self.table, np.zeros(0, np.int64))
         lo, hi = id_values(ids[:1])[0], id_values(ids[-1:])[0]
@@ -72,7 +73,7 @@ def take_rows(table, rows):
         if f.name == "listed_ids" or value is None or isinstance(value, (str, tuple)):
             values[f.name] = None if f.name == "listed_ids" else value
         elif isinstance(value, pa.Array):
-            values[f.name] = value.take(pa.array(rows))
+            values[f.name] = value.take(arrow_array(rows))
         else:
             values[f.name] = value[rows]
     return type(table)(**values)
@@ -144,7 +145,7 @@ class Inputs:
             if role in (None, name):
                 values += source.classes() if isinstance(source, MemorySource) else \
                     [a for s in self.scans[name] for a in s.classes]
-        found = pc.unique(pa.chunked_array(values)) if values else pa.array([], pa.int64())
+        found = pc.unique(pa.chunked_array(values)) if values else pa.nulls(0, pa.int64())
         return found.take(pc.sort_indices(found)).to_pylist()
 
 
@@ -200,8 +201,8 @@ def open_inputs(gt, pred, images, options, *, stream=False, mapper=None, piece_r
         rank_tables(_no_rows(empty["gt"]), _no_rows(pred_t))
         _check_unknown_ids(gt_src, pred_src, images_t, scans, empty, mapper)
     if not count_only:
-        _scales(images_t, pa.array([], images_t.image_id.type) if images_t is not None
-                else pa.array([], pa.int64()), options.normalize)
+        _scales(images_t, images_t.image_id.slice(0, 0) if images_t is not None
+                else pa.nulls(0, pa.int64()), options.normalize)
     inputs = Inputs(gt_src, pred_src, images_t, empty["gt"].klass is not None,
                     pred_t.score is not None, count_only, scans)
     _check_bounds(inputs, limits)
@@ -218,7 +219,7 @@ def _check_bounds(inputs, limits):
             raise limits.exceeded("image_points", int(n.max()),
                                   f"{source.label}: points of image {shown(ids[at].as_py())}")
     universe = len(inputs.images) if inputs.images is not None else \
-        len(pc.unique(pa.chunked_array(inputs.image_counts()[0] or [pa.array([], pa.int64())])))
+        len(pc.unique(pa.chunked_array(inputs.image_counts()[0] or [pa.nulls(0, pa.int64())])))
     if universe > limits.images:
         raise limits.exceeded("images", universe, "images")
     classes = inputs.classes()

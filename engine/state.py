@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 from pointscore.kernels.ap import RECALL_POINTS, precision_at_recall_points
 
 from . import fields
+from .arrow_values import arrow_array, numpy_values
 from .errors import InputError, shown
 from .fields import EXACT, RUNS, SUM, ApRun, Field
 from .summary import summarize
@@ -120,7 +121,7 @@ class MetricState:
     def image_ids(self):
         """The scored image ids, ascending."""
         if not self.image_runs:
-            return pa.array([], pa.int64())
+            return pa.nulls(0, pa.int64())
         ids = pa.concat_arrays(self.image_runs)
         return ids.take(pc.sort_indices(ids)) if len(self.image_runs) > 1 else ids
 
@@ -250,12 +251,12 @@ class MetricState:
                 at += run.score.size
             del run
             if not _ascending(ids):  # interleaved runs: sort their images, rows follow
-                by_image = np.asarray(pc.sort_indices(ids))
+                by_image = numpy_values(pc.sort_indices(ids))
                 starts = np.cumsum(counts) - counts
                 counts = counts[by_image]
                 rows = np.repeat(starts[by_image] - (np.cumsum(counts) - counts), counts) \
                     + np.arange(counts.sum())
-                ids, score, tp_bits = ids.take(pa.array(by_image)), score[rows], tp_bits[rows]
+                ids, score, tp_bits = ids.take(arrow_array(by_image)), score[rows], tp_bits[rows]
             self.values["ap"][c] = [ApRun(ids, counts, score, tp_bits, len(self.thresholds))]
         return self.values["ap"][c][0] if self.values["ap"][c] else None
 
@@ -309,7 +310,7 @@ class MetricState:
                 "device": self.options.device, "classes": list(self.classes),
                 "levels": list(self.levels), "labels": list(self.labels),
                 "has_scores": self.has_scores, "count_only": self.count_only}
-        ids = pa.concat_arrays(self.image_runs) if self.image_runs else pa.array([], pa.int64())
+        ids = pa.concat_arrays(self.image_runs) if self.image_runs else pa.nulls(0, pa.int64())
         data["image_ids"] = ids.to_numpy(zero_copy_only=False).astype(
             np.int64 if pa.types.is_integer(ids.type) else str)
         data["image_runs"] = np.array([len(r) for r in self.image_runs], np.int64)

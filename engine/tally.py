@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 from pointscore.kernels.ap import pack_tp
 from pointscore.kernels.exact import ExactSums
 
+from .arrow_values import arrow_array, arrow_table, numpy_values
 from .fields import ApRun
 
 
@@ -166,7 +167,7 @@ def _ap_runs(batch, pred_group, is_tp):
             runs.append(None)
             continue
         images, counts = np.unique(pred_image[mine], return_counts=True)
-        runs.append(ApRun(batch.image_ids.take(pa.array(images)), counts, batch.pred_score[mine],
+        runs.append(ApRun(batch.image_ids.take(arrow_array(images)), counts, batch.pred_score[mine],
                           pack_tp(is_tp[:, mine]), is_tp.shape[0]))
     return runs
 
@@ -186,8 +187,8 @@ def per_image_rows(ids, classes, has_class, counts, thresholds):
                                np.full(lonely.size, has_class)])
     order = np.lexsort((np.where(no_class, -1, klass), image))
     pred = np.concatenate([counts.pred, np.zeros(lonely.size, counts.pred.dtype)])[order]
-    columns = {"image_id": ids.take(pa.array(image[order])),
-               "class": pa.array(classes).take(pa.array(klass[order], mask=no_class[order])),
+    columns = {"image_id": ids.take(arrow_array(image[order])),
+               "class": arrow_array(classes).take(arrow_array(klass[order], no_class[order])),
                "gt_count": np.concatenate([counts.gt, np.zeros(lonely.size, np.int64)])[order],
                "pred_count": pred}
     if counts.tp is not None:
@@ -196,7 +197,7 @@ def per_image_rows(ids, classes, has_class, counts, thresholds):
             columns[f"tp@{d!r}"] = tp[:, t]
             columns[f"fp@{d!r}"] = pred - tp[:, t]
             columns[f"fn@{d!r}"] = columns["gt_count"] - tp[:, t]
-    return pa.table(columns)
+    return arrow_table(columns)
 
 
 def match_rows(batch, thresholds, kept, matching):
@@ -207,8 +208,8 @@ def match_rows(batch, thresholds, kept, matching):
     group = batch.pred_group()
     order = np.lexsort((batch.pred_rows, batch.group_image[group]))
     columns = {"pred_row": batch.pred_rows[order],
-               "image_id": batch.image_ids.take(pa.array(batch.group_image[group][order])),
-               "class": pa.array(batch.classes).take(pa.array(batch.group_class[group][order])),
+               "image_id": batch.image_ids.take(arrow_array(batch.group_image[group][order])),
+               "class": pa.array(batch.classes).take(arrow_array(batch.group_class[group][order])),
                "kept": kept[order]}
     n = kept.size
     distance = np.sqrt(matching.d2)
@@ -220,7 +221,7 @@ def match_rows(batch, thresholds, kept, matching):
         matched[matching.pred[at]] = True
         columns[f"gt_row@{d!r}"] = pa.array(gt_row[order], mask=~matched[order])
         columns[f"dist@{d!r}"] = pa.array(dist[order], mask=~matched[order])
-    return pa.table(columns)
+    return arrow_table(columns)
 
 
 def key_ranks(values):
@@ -228,7 +229,8 @@ def key_ranks(values):
     into them."""
     distinct = pc.unique(values)
     distinct = distinct.take(pc.sort_indices(distinct))
-    return distinct.to_pylist(), np.asarray(pc.index_in(values, value_set=distinct), np.int64)
+    at = numpy_values(pc.index_in(values, value_set=distinct)).astype(np.int64)
+    return distinct.to_pylist(), at
 
 
 def image_labels(images, ids):
@@ -244,5 +246,5 @@ def image_sizes(images, ids):
     """(width, height) of each image of ``ids`` from the images table, or None."""
     if images is None or images.width is None or images.height is None or not len(ids):
         return None
-    at = np.asarray(pc.index_in(ids, value_set=images.image_id), np.int64)
+    at = numpy_values(pc.index_in(ids, value_set=images.image_id)).astype(np.int64)
     return images.width[at], images.height[at]

@@ -1,6 +1,7 @@
-"""``pointscore warmup``: compile every CPU kernel into Numba's on-disk cache, so that the
-runs after it start warm: a fresh container (the Docker images run it when they are
-built), a leaderboard that scores each upload in a process of its own.
+"""``pointscore warmup``: run every CPU kernel once. Installed with its kernels compiled
+ahead of time (kernels/aot.py), pointscore has nothing to compile, and this checks that
+they load (the Docker images run it when they are built). Otherwise it compiles every
+kernel into Numba's on-disk cache, so that the runs after it start warm.
 
 Numba compiles a kernel, and everything it calls, the first time it is called with
 arguments of new types, whatever branches the data later takes; one small run per

@@ -7,7 +7,8 @@ summation order is numpy's, as in pycocotools. On the host a Numba kernel does t
 same steps in one pass, without the temporaries.
 """
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 EPS = np.spacing(1)  # pycocotools' denominator guard
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)

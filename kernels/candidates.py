@@ -12,9 +12,9 @@ every rule with per-point scales. Plain distances are searched lazily instead
 (kernels.tree).
 """
 import numpy as np
-from numba import njit
 
 from . import grid
+from .jit import njit
 
 # The grid search reaches at most this far (per axis); coordinates lie within +-max/2
 # (checked when batches are built), so this covers every point and stays finite.

@@ -8,7 +8,8 @@ devices or training ranks merge bit for bit.
 import math
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 # Non-overlapping doubles span at most ~2100 bits / 53 bits each, about 40 partials.
 MAX_PARTIALS = 64

@@ -1,10 +1,10 @@
 """Greedy matching: pairs in ascending (key, prediction, gt), each taken when both ends
 are free, by one of two exact algorithms (see below)."""
 import numpy as np
-from numba import njit
 
 from . import candidates, windows
 from . import nearest as nearest_first
+from .jit import njit
 from .windows import K
 
 # Two exact algorithms of the one rule. Most data runs the first: a heap of each

@@ -10,7 +10,8 @@ reach of the grid is then at most 2**20 cells away from it, so cell offsets are 
 integers and their rounding stays far below the searches' one-cell slack.
 """
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 POINTS_PER_CELL = 2.0
 CELLS_PER_POINT = 4

@@ -8,7 +8,8 @@ Pairs come from kernels.candidates.pair_lists with keys (d², or d²/r² with pe
 scales); a pair's cost is sqrt(key), its distance in threshold units.
 """
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 
 @njit(cache=True)

@@ -10,7 +10,8 @@ exactly. Pairs come from kernels.candidates.pair_lists, reordered by gt once
 and the recursion is an explicit stack.
 """
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 
 @njit(cache=True, nogil=True)

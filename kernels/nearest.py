@@ -12,9 +12,9 @@ exact, so the answer never depends on which one gave it; the tree keeps every se
 near log n, so no file can make matching quadratic.
 """
 import numpy as np
-from numba import njit
 
 from . import grid, tree
+from .jit import njit
 
 BUDGET = 512  # cells and points a ring search looks at before the tree takes over
 

@@ -7,9 +7,9 @@ copies before each run, with the very IEEE operations of kernels.ap, so each
 replicate's AP equals the one of the literally duplicated dataset bit for bit.
 """
 import numpy as np
-from numba import njit
 
 from .ap import EPS, RECALL_POINTS
+from .jit import njit
 
 # tp / n beats the best precision so far only if tp > best * n; this margin outweighs
 # the product's rounding, so a skipped division could never have raised the best.

@@ -16,11 +16,11 @@ Greedy and nearest are monotone in the threshold (the matching at a smaller t is
 pairs with key <= t²), so one pass at the largest threshold serves every threshold.
 """
 import numpy as np
-from numba import njit
 
 from . import nearest as nearest_first
 from . import windows
 from .greedy import greedy_heap
+from .jit import njit
 from .windows import K
 
 NO_RULE, GREEDY, NEAREST = 0, 1, 2

@@ -17,7 +17,8 @@ the very float64 operations of a point's key, so by the monotonicity of rounding
 bound every point's computed key: pruning never loses a point.
 """
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 LEAF = 8  # points per leaf at most
 STACK = 128  # nodes pending in a search: two per level at most, and depth < 64

@@ -8,9 +8,9 @@ gts). It comes from the lazy nearest-first search of kernels.nearest (plain dist
 or from the prediction's full pair list of kernels.candidates (per-point scales).
 """
 import numpy as np
-from numba import njit
 
 from . import nearest as nearest_first
+from .jit import njit
 
 K = 4  # candidates fetched per step: greedy and AP matching rarely need more
 # The cursor before every candidate, typed: a literal -1 passed down the search would

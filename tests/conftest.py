@@ -3,6 +3,9 @@
 - NUMBA_BOUNDSCHECK=1: an out-of-bounds index in a kernel raises instead of reading junk.
 - NUMBA_ENABLE_CUDASIM=1: the CUDA kernels run in Numba's simulator on this GPU-less CI.
 - NUMBA_CACHE_DIR: bounds-checked builds are cached apart from the normal ones.
+- POINTSCORE_KERNELS=jit: the kernels run on Numba's JIT, bounds-checked, not on the
+  extension compiled when the package was built (tests/test_compiled.py runs that one
+  and checks it gives the JIT's bits).
 """
 import os
 import pathlib
@@ -12,6 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-test-cache"))
+os.environ["POINTSCORE_KERNELS"] = "jit"
 sys.path.insert(0, str(ROOT))  # bench/ holds the COCO peers used as an oracle
 
 # Every summary and comparison the tests produce is checked against the JSON Schemas the

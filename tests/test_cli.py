@@ -330,7 +330,9 @@ def test_version_prints_the_installed_version(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
     assert stop.value.code == 0
-    assert capsys.readouterr().out == f"pointscore {version('pointscore')}\n"
+    # this suite runs the JIT (conftest); tests/test_compiled.py the compiled kernels
+    assert capsys.readouterr().out == (f"pointscore {version('pointscore')} "
+                                       "(CPU kernels: compiled by Numba at first use)\n")
 
 
 @pytest.mark.parametrize("given, shown", [("0.01:0.10:0.01", "0.01:0.1:0.01"),

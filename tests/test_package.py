@@ -42,6 +42,9 @@ def test_the_wheel_installs_pointscore_and_nothing_else_at_the_top(wheel):
                    "pointscore/schemas/summary.schema.json",
                    "pointscore/schemas/compare.schema.json"):
         assert member in names
+    # the kernels compiled ahead of time (kernels/aot.py): a run compiles nothing
+    assert any(name.startswith("pointscore/kernels/_compiled.") and name.endswith(".so")
+               for name in names), "the wheel was built without its compiled kernels"
     with zipfile.ZipFile(wheel) as archive:
         entry_points = archive.read(f"{info}/entry_points.txt").decode()
     assert "pointscore = pointscore.cli:main" in entry_points

@@ -56,6 +56,9 @@ def test_the_images_run_warmup_when_built():
         text = (DOCKER / name).read_text()
         # as the user who runs the image, into the cache its runs read
         user = text.index("USER 10001")
-        assert re.search(r"^RUN pointscore warmup$", text[user:], re.MULTILINE), name
+        # the build fails unless the kernels compiled ahead of time load and run
+        assert re.search(r"^RUN POINTSCORE_KERNELS=compiled pointscore warmup$", text[user:],
+                         re.MULTILINE), name
+        assert "COPY pyproject.toml setup.py README.md ./" in text, name
         assert "NUMBA_CACHE_DIR=/home/pointscore/.cache/numba" in text
         assert "NUMBA_CPU_NAME=generic" in text

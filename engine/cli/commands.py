@@ -358,14 +358,18 @@ def validate_command(args):
 
 
 def warmup_command(args):
-    from numba.core.config import CACHE_DIR
-
+    from ..kernels import jit
     from ..warmup import warm
     steps = warm()
     width = max(len(name) for name, _ in steps)
     for name, seconds in steps:
         print(f"{name.ljust(width)}  {seconds:6.1f} s")
     total = sum(seconds for _, seconds in steps)
+    if jit.SOURCE == "compiled":
+        print(f"{'every kernel ran'.ljust(width)}  {total:6.1f} s: compiled ahead of time "
+              "when pointscore was built, nothing to compile")
+        return
+    from numba.core.config import CACHE_DIR
     print(f"{'every kernel compiled'.ljust(width)}  {total:6.1f} s, cached in "
           f"{CACHE_DIR or 'the package folder (__pycache__)'}")
 

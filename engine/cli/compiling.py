@@ -1,5 +1,6 @@
-"""One line on a terminal when a run compiles kernels: the first run after installing
-spends most of its time in Numba's compiler, silent otherwise."""
+"""One line on a terminal when a run compiles kernels: without the kernels compiled ahead
+of time (kernels/aot.py), the first run spends most of its time in Numba's compiler,
+silent otherwise."""
 from contextlib import contextmanager, nullcontext
 
 NOTICE = ("compiling the scoring kernels for this machine, once (later runs start warm; "
@@ -8,6 +9,10 @@ NOTICE = ("compiling the scoring kernels for this machine, once (later runs star
 
 @contextmanager
 def _first_compile_told(tell):
+    from ..kernels import jit
+    if jit.SOURCE == "compiled":  # nothing to compile, and no Numba to import
+        yield
+        return
     from numba.core import event  # imported only when the notice is wanted
 
     class FirstCompile(event.Listener):

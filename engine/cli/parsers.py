@@ -23,6 +23,23 @@ FLAGS = {"radius": "--radius-column", "n_resamples": "--bootstrap", "mapping": "
          "fmt": "--from"}
 
 
+class KernelsVersion(argparse.Action):
+    """``--version``: the version, and where the CPU kernels' machine code comes from."""
+
+    def __init__(self, option_strings, version, dest=argparse.SUPPRESS,
+                 default=argparse.SUPPRESS,
+                 help="show the version and where the CPU kernels come from, and exit"):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+        self.version = version
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..kernels import jit
+        source = "compiled ahead of time" if jit.SOURCE == "compiled" else \
+            "compiled by Numba at first use"
+        print(f"{self.version} (CPU kernels: {source})")
+        parser.exit()
+
+
 def flag(name):
     """The command line's flag for a library option name."""
     return FLAGS.get(name, "--" + name.replace("_", "-"))
@@ -326,7 +343,7 @@ def build():
     """The ``pointscore`` parser; each subcommand's namespace has ``command``."""
     parser = Parser(prog="pointscore", description="Score point predictions against "
                     "ground truth: counting errors, P/R/F1 and mAP@d.")
-    parser.add_argument("--version", action="version",
+    parser.add_argument("--version", action=KernelsVersion,
                         version=f"pointscore {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _evaluate(commands)
@@ -340,8 +357,11 @@ def build():
         description="List the benchmark protocols that --protocol names, what each sets "
                     "and where it comes from (docs/protocols.md).")
     commands.add_parser(
-        "warmup", help="compile every kernel into Numba's cache (a container image, once)",
-        description="Compile every CPU kernel into Numba's on-disk cache (NUMBA_CACHE_DIR, "
-                    "or beside the package), so that later runs start warm; prints what "
-                    "each step took.")
+        "warmup", help="run every kernel once, compiling it where the install has no "
+                       "compiled kernels",
+        description="Run every CPU kernel once on a small example and print what each step "
+                    "took. An install built with its kernels compiled ahead of time has "
+                    "nothing to compile (this checks that they load); otherwise Numba "
+                    "compiles them into its on-disk cache (NUMBA_CACHE_DIR, or beside the "
+                    "package), so that later runs start warm.")
     return parser
