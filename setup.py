@@ -29,14 +29,16 @@ def _kernels_package():
 
 
 class BuildCompiledKernels(build_ext):
-    def build_extension(self, ext):
-        path = pathlib.Path(self.get_ext_fullpath(ext.name))
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def build_extensions(self):
         try:
-            _kernels_package().build(str(path.parent), path.name)
+            for ext in self.extensions:
+                path = pathlib.Path(self.get_ext_fullpath(ext.name))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                _kernels_package().build(str(path.parent), path.name)
         except Exception as error:  # any failure leaves a working package, on the JIT
-            self.warn(f"pointscore: the kernels were not compiled ahead of time ({error!r}); "
-                      "Numba will compile them at first use")
+            self.extensions = []  # nothing built: nothing to copy into place or install
+            print(f"pointscore: the kernels were not compiled ahead of time ({error!r}); "
+                  "Numba will compile them at first use", file=sys.stderr)
 
 
 setup(ext_modules=[Extension(COMPILED, sources=[])],

@@ -22,14 +22,14 @@ def valid_mask(array):
         .astype(bool)
 
 
-def numpy_values(array):
+def numpy_values(array, fill=None):
     """The values of a pa.Array or pa.ChunkedArray as numpy: zero-copy (read-only) for a
-    fixed-width number array without nulls, NaN for a float array's nulls; any other
-    array through pyarrow's ``to_numpy``."""
+    fixed-width number array without nulls; nulls as ``fill`` when given, else NaN in a
+    float array; any other array through pyarrow's ``to_numpy``."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     if not _is_fixed_width_number(array.type) or (
-            array.null_count and not pa.types.is_floating(array.type)):
+            array.null_count and fill is None and not pa.types.is_floating(array.type)):
         return array.to_numpy(zero_copy_only=False)
     dtype = np.dtype(array.type.to_pandas_dtype())
     if not len(array):
@@ -37,7 +37,8 @@ def numpy_values(array):
     values = np.frombuffer(array.buffers()[1], dtype, count=len(array),
                            offset=array.offset * dtype.itemsize)
     if array.null_count:
-        values = np.where(valid_mask(array), values, np.nan).astype(dtype)
+        values = np.where(valid_mask(array), values, np.nan if fill is None else fill) \
+            .astype(dtype)
     return values
 
 
@@ -47,7 +48,7 @@ def arrow_array(values, nulls=None):
     as a pa.Array, without pyarrow's conversion of Python and numpy values (which
     imports pandas); anything else through ``pa.array``."""
     if isinstance(values, np.ndarray) and values.ndim == 1:
-        if values.dtype.kind in "iuf":
+        if values.dtype.kind in "iuf" and values.dtype.isnative:
             values = np.ascontiguousarray(values)
             masked = nulls is not None and nulls.any()
             validity = pa.py_buffer(np.packbits(~nulls, bitorder="little")) if masked else None

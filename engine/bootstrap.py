@@ -29,13 +29,12 @@ import math
 import numbers
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from pointscore.kernels.ap import RECALL_POINTS
 from pointscore.kernels.resample import block_precision
 
-from .arrow_values import numpy_values
+from .arrow_values import arrow_array, numpy_values, valid_mask
 from .errors import InputError, option, shown
 from .group_threads import in_threads, thread_count
 from .limits import MAX_RESAMPLES
@@ -94,15 +93,15 @@ class ImageStats:
         self.image_ids = ids.take(pc.sort_indices(ids))
         self.n_t, self.n_c = state.thresholds.size, len(state.classes)
         self.has_scores = state.has_scores
-        image = np.asarray(pc.index_in(table.column("image_id"), value_set=self.image_ids))
+        image = numpy_values(pc.index_in(table.column("image_id"), value_set=self.image_ids))
         # Images without any point have a row of class null, and no ground truth.
-        klass = pc.index_in(table.column("class"), value_set=pa.array(state.classes))
-        has_class = np.asarray(klass.is_valid())
-        klass = np.asarray(klass.fill_null(0))
+        klass = pc.index_in(table.column("class"), value_set=arrow_array(state.classes))
+        has_class = valid_mask(klass.combine_chunks())
+        klass = numpy_values(klass, fill=0)
         n = len(self.image_ids)
 
         def column(name):
-            return table.column(name).to_numpy().astype(np.int64)
+            return numpy_values(table.column(name)).astype(np.int64)
 
         def per_image(values):  # summed over each image's class rows
             out = np.zeros(n, np.int64)
@@ -110,7 +109,7 @@ class ImageStats:
             return out
 
         gt = column("gt_count")
-        pred = table.column("pred_count").to_numpy()
+        pred = numpy_values(table.column("pred_count"))
         if pred.dtype.kind == "f":  # count-only predictions, fractional counts allowed
             # As tally pools them: each image's counts summed exactly, rounded once.
             error = per_image_sums(image, pred, n) - per_image(gt)

@@ -250,6 +250,8 @@ EXTRA_WORDS = {"radius": "radius", "level": "level", "attribute": "image label"}
 
 
 def _check_unique_ids(image_id, label, problems):
+    if len(pc.unique(image_id)) == len(image_id):  # no numpy copy (of strings) to look at
+        return
     ids = numpy_values(image_id)
     order = np.argsort(ids, kind="stable")
     repeat = np.zeros(ids.size, bool)

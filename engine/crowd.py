@@ -5,10 +5,9 @@ images' sums to the state (integer sums per class and pooled over classes); the
 summary divides them by the number of images.
 """
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrow_values import numpy_values
+from .arrow_values import arrow_array, numpy_values
 
 
 def add_game(state, gt, pred, ids, sizes, classes, kept=None):
@@ -47,7 +46,7 @@ def _located(table, ids, classes, sizes, keep):
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
     image = numpy_values(pc.index_in(table.image_id, value_set=ids)).astype(np.int64)
     klass = np.zeros(len(table), np.int64) if table.klass is None else \
-        np.asarray(pc.index_in(table.klass, value_set=pa.array(classes, table.klass.type)), np.int64)
+        numpy_values(pc.index_in(table.klass, value_set=arrow_array(classes).cast(table.klass.type)))
     keep = slice(None) if keep is None else keep
     with np.errstate(over="ignore"):  # beyond the float range: clipped to the border
         return (table.x[keep] / sizes[0][image[keep]], table.y[keep] / sizes[1][image[keep]],

@@ -2,12 +2,12 @@
 
 The CPU kernels are sequential and release the GIL (``nogil=True``): the engine splits
 a batch's groups into runs of about equal work and runs them in a pool of
-``thread_count()`` threads (NUMBA_NUM_THREADS, which the Dask runner sets per worker, as
-for Numba's own threads). A ``prange``
-loop would do the same, but ``parallel=True`` compiles the kernel and every function
-it calls a second time, which took a quarter of a first run's time.
+``thread_count()`` threads (NUMBA_NUM_THREADS, which the Dask runner sets per worker).
+A ``prange`` loop would do the same, but ``parallel=True`` compiles the kernel and every
+function it calls a second time, which took a quarter of a first run's time.
 """
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -16,12 +16,16 @@ RUNS_PER_THREAD = 4  # more runs than threads, so one crowded image does not hol
 
 
 def thread_count():
-    """NUMBA_NUM_THREADS when set, else the CPUs this process may run on: Numba's own
-    default, read without importing Numba (the compiled kernels do not need it)."""
-    if os.environ.get("NUMBA_NUM_THREADS"):
+    """Numba's thread count where Numba is in use (``numba.set_num_threads`` included),
+    else what it would be: NUMBA_NUM_THREADS when it is a number, else the CPUs this
+    process may run on. Numba is not imported for it: the compiled kernels run without."""
+    if "numba" in sys.modules:
+        return sys.modules["numba"].get_num_threads()
+    try:
         return max(1, int(os.environ["NUMBA_NUM_THREADS"]))
-    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return max(1, len(usable) if usable else os.cpu_count() or 1)
+    except (KeyError, ValueError):
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        return max(1, len(usable) if usable else os.cpu_count() or 1)
 
 
 def group_runs(p_off, g_off, n_runs):

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import remote
+from .arrow_values import arrow_table
 from .errors import InputError, first_line, label_of, option
 from .files import check_input_path
 from .limits import TRUSTED
@@ -226,8 +227,8 @@ def _in_memory(source, label):
         return pa.Table.from_batches([source])
     if isinstance(source, dict):
         try:
-            return pa.table({k: np.asarray(v) if not isinstance(v, pa.Array) else v
-                             for k, v in source.items()})
+            return arrow_table({k: np.asarray(v) if not isinstance(v, pa.Array) else v
+                                for k, v in source.items()})
         except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
             raise InputError(f"{label}: cannot build a table from the dict: "
                              f"{first_line(exc)}") from None

@@ -7,7 +7,6 @@ depends on how the images were split into shards.
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from pointscore.kernels.ap import pack_tp
@@ -209,7 +208,8 @@ def match_rows(batch, thresholds, kept, matching):
     order = np.lexsort((batch.pred_rows, batch.group_image[group]))
     columns = {"pred_row": batch.pred_rows[order],
                "image_id": batch.image_ids.take(arrow_array(batch.group_image[group][order])),
-               "class": pa.array(batch.classes).take(arrow_array(batch.group_class[group][order])),
+               "class": arrow_array(batch.classes).take(
+                   arrow_array(batch.group_class[group][order])),
                "kept": kept[order]}
     n = kept.size
     distance = np.sqrt(matching.d2)
@@ -219,8 +219,8 @@ def match_rows(batch, thresholds, kept, matching):
         gt_row[matching.pred[at]] = batch.gt_rows[matching.gt[at]]
         dist[matching.pred[at]] = distance[at]
         matched[matching.pred[at]] = True
-        columns[f"gt_row@{d!r}"] = pa.array(gt_row[order], mask=~matched[order])
-        columns[f"dist@{d!r}"] = pa.array(dist[order], mask=~matched[order])
+        columns[f"gt_row@{d!r}"] = arrow_array(gt_row[order], ~matched[order])
+        columns[f"dist@{d!r}"] = arrow_array(dist[order], ~matched[order])
     return arrow_table(columns)
 
 

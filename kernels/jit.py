@@ -29,6 +29,7 @@ import pathlib
 import re
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -91,7 +92,8 @@ _twin_lock = threading.Lock()
 
 
 def _twin(entry):
-    """``entry``'s function in the JIT twin of the kernel modules."""
+    """``entry``'s function in the JIT twin of the kernel modules; the first use of each
+    says so, since it compiles."""
     module, name = entry.split(".")
     with _twin_lock:
         if TWIN not in sys.modules:
@@ -100,17 +102,30 @@ def _twin(entry):
             package = importlib.util.module_from_spec(spec)
             sys.modules[TWIN] = package
             spec.loader.exec_module(package)
+        if entry not in _twinned:
+            _twinned.add(entry)
+            warnings.warn(f"pointscore: {entry} was called with arguments its compiled "
+                          "kernel was not built for; Numba compiles it for them now",
+                          RuntimeWarning, stacklevel=3)
         return getattr(importlib.import_module(f"{TWIN}.{module}"), name)
 
 
+_twinned = set()
+_INT64 = (-2 ** 63, 2 ** 63)
+
+
 def _fits(value, dtype, ndim):
+    """Whether Numba's JIT would type ``value`` as the compiled argument: exactly the
+    dtype, and for arrays the dimensions, C order, alignment and writability (a
+    read-only array is another Numba type); else the call goes where the JIT would
+    take it."""
     if ndim:
-        return (isinstance(value, np.ndarray) and value.dtype == dtype
-                and value.ndim == ndim and value.flags.c_contiguous and value.flags.aligned)
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    kinds = (int, np.integer) if dtype is np.int64 else (int, float, np.integer, np.floating)
-    return isinstance(value, kinds)
+        return (type(value) is np.ndarray and value.dtype == dtype and value.ndim == ndim
+                and value.flags.c_contiguous and value.flags.aligned
+                and value.flags.writeable)
+    if dtype is np.int64:
+        return type(value) in (int, np.int64) and _INT64[0] <= value < _INT64[1]
+    return type(value) in (float, np.float64)
 
 
 class _Entry:
@@ -123,14 +138,14 @@ class _Entry:
         self.arguments = parse_signature(ENTRIES[entry])
         self.compiled = getattr(COMPILED, symbol(entry))
 
-    def __call__(self, *args):
-        if len(args) == len(self.arguments) and all(
+    def __call__(self, *args, **kwargs):
+        if not kwargs and len(args) == len(self.arguments) and all(
                 _fits(value, *kind) for value, kind in zip(args, self.arguments)):
             return self.compiled(*args)
         if MODE == "compiled":
             raise TypeError(f"{self.entry}: these arguments do not fit its compiled "
                             f"signature ({ENTRIES[self.entry]})")
-        return _twin(self.entry)(*args)
+        return _twin(self.entry)(*args, **kwargs)
 
 
 class _Helper:
@@ -141,11 +156,11 @@ class _Helper:
         self.__name__, self.__doc__ = function.__name__, function.__doc__
         self.entry = entry
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         if MODE == "compiled":
             raise TypeError(f"{self.entry} is not an entry kernel (kernels/exports.py), "
                             "so it has no compiled version to call from Python")
-        return _twin(self.entry)(*args)
+        return _twin(self.entry)(*args, **kwargs)
 
 
 def njit(**options):
@@ -153,6 +168,10 @@ def njit(**options):
     compiled version (an entry kernel) or its stand-in (any other)."""
     if COMPILED is None:
         import numba
+        if __name__ == TWIN + ".jit":
+            # Not cached: the twin's kernels would be cached under the real modules'
+            # names, with its module names inside, which a JIT run would then load.
+            options.pop("cache", None)
         return numba.njit(**options)
 
     def decorate(function):

@@ -25,6 +25,9 @@ def test_numpy_values_equal_pyarrows(arrow_type, values, start, cut):
             assert got.dtype == np.dtype(arrow_type.to_pandas_dtype())
         np.testing.assert_array_equal(got, expected)
     assert valid_mask(array).tolist() == array.is_valid().to_pylist()
+    filled = numpy_values(array, fill=7)
+    assert filled.dtype == np.dtype(arrow_type.to_pandas_dtype())
+    np.testing.assert_array_equal(filled, array.fill_null(7).to_numpy(zero_copy_only=False))
 
 
 @given(st.lists(st.integers(-2**63, 2**63 - 1)), st.data())

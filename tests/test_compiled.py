@@ -140,22 +140,41 @@ except TypeError as error:
 
 
 @needs_compiled
-@pytest.mark.parametrize("mode", ["auto", "compiled"])
-def test_arguments_the_compiled_kernel_was_not_built_for(mode):
+def test_arguments_the_compiled_kernel_was_not_built_for(tmp_path):
     """int32 keys do not fit add_values' compiled signature: auto mode runs them on the
-    JIT (the same sums), compiled mode refuses them instead of reading them as int64."""
-    env = {**os.environ, "POINTSCORE_KERNELS": mode}
+    JIT (the same sums), compiled mode refuses them instead of reading them as int64,
+    and what the JIT compiled for them leaves Numba's cache good for a JIT run."""
     out = {}
-    for keys in ("np.int64", "np.int32"):
+    for mode, keys in (("auto", "np.int64"), ("auto", "np.int32"), ("compiled", "np.int32"),
+                       ("jit", "np.int32")):
+        env = {**os.environ, "POINTSCORE_KERNELS": mode, "NUMBA_CACHE_DIR": str(tmp_path)}
         run = subprocess.run([sys.executable, "-c", SWAP.replace("KEYS", keys)], env=env,
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
-        out[keys] = run.stdout.strip()
-    assert out["np.int64"].startswith("compiled ran")
-    if mode == "auto":
-        assert out["np.int32"] == out["np.int64"]
-    else:
-        assert out["np.int32"].startswith("compiled refused exact.add_values")
+        out[mode, keys] = run.stdout.strip(), run.stderr
+    sums = out["auto", "np.int64"][0].removeprefix("compiled ran")
+    assert out["auto", "np.int64"][0].startswith("compiled ran")
+    assert out["auto", "np.int32"][0] == "compiled ran" + sums
+    assert "exact.add_values was called with arguments its compiled kernel was not built " \
+        "for" in out["auto", "np.int32"][1]
+    assert out["compiled", "np.int32"][0].startswith("compiled refused exact.add_values")
+    assert out["jit", "np.int32"][0] == "jit ran" + sums
+
+
+def test_only_what_the_jit_would_type_as_the_signature_fits():
+    fits = jit._fits
+    assert fits(3, np.int64, 0) and fits(np.int64(3), np.int64, 0) and fits(-2**63, np.int64, 0)
+    for value in (2**63, np.uint64(3), np.int32(3), 3.0, True):
+        assert not fits(value, np.int64, 0), value
+    assert fits(0.5, np.float64, 0) and fits(np.float64(0.5), np.float64, 0)
+    for value in (np.float32(0.5), 1, np.int64(1)):  # the JIT would type these otherwise
+        assert not fits(value, np.float64, 0), value
+    array = np.zeros((3, 4))
+    assert fits(array, np.float64, 2)
+    read_only = array.copy()
+    read_only.flags.writeable = False
+    for value in (array[:, 1:], array.T, read_only, array.astype(np.float32), array[0]):
+        assert not fits(value, np.float64, 2)
 
 
 def test_an_unknown_kernels_mode_is_refused():
@@ -183,3 +202,15 @@ def test_the_images_warmup_step_compiles_nothing(tmp_path):
     assert warm.stdout.splitlines()[-1].startswith("every kernel ran")
     assert "nothing to compile" in warm.stdout
     assert not cache.exists() or not any(cache.rglob("*"))
+
+
+def test_the_thread_count_follows_numba_or_its_environment(monkeypatch):
+    import numba
+
+    from pointscore.group_threads import thread_count
+    assert thread_count() == numba.get_num_threads()  # Numba is in use in this suite
+    monkeypatch.delitem(sys.modules, "numba")
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "3")
+    assert thread_count() == 3
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "three")  # as Numba: ignored
+    assert thread_count() == len(os.sched_getaffinity(0))
