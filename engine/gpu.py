@@ -241,8 +241,10 @@ class GpuBackend:
         by_score = xp.argsort(0.0 - xp.asarray(score), kind="stable")
         order = by_score[xp.argsort(self._group_of(run.p_off, n_pred)[by_score], kind="stable")]
         is_tp = xp.zeros((n_t, n_pred), bool)
-        self._launch(kernels.score_order_match, (run.p_off.size - 1) * n_t, run.p_off,
-                     run.g_off, order, run.cand_off, run.cand_gt, run.cand_d2,
-                     xp.asarray(d2_thresholds), xp.zeros((n_t, run.g1 - run.g0), np.uint8),
-                     is_tp)
+        blocks = (run.p_off.size - 1) * n_t  # one per (group, threshold)
+        if blocks:
+            self._start(kernels.score_order_match(self.threads), blocks, run.p_off,
+                        run.g_off, order, run.cand_off, run.cand_gt, run.cand_d2,
+                        xp.asarray(d2_thresholds),
+                        xp.zeros((n_t, run.g1 - run.g0), np.uint8), is_tp)
         return self._to_host(is_tp)

@@ -15,12 +15,13 @@ holds the host side (array-module glue, batching, launches).
   ``bid_d2`` / ``bid_pred`` / ``accept`` until a round accepts nothing gives exactly
   the sequential result.
 * ``nearest``: one such round in which each prediction offers only its nearest gt.
-* AP: ``score_order_match``, one thread per (group, threshold).
+* AP: ``score_order_match(threads)``, one block per (group, threshold).
 """
+import functools
 import math
 import os
 
-from numba import cuda
+from numba import cuda, float64, int64
 
 from .grid import CELLS_PER_POINT
 
@@ -240,29 +241,52 @@ def accept(cand_gt, cand_d2, cursor, gt_min_pred, gt_taken, match_gt, match_d2, 
 
 # -- AP matching -------------------------------------------------------------------------
 
-@cuda.jit
-def score_order_match(p_off, g_off, order, cand_off, cand_gt, cand_d2, d2_thresholds,
-                      gt_taken, is_tp):
-    """One thread per (group, threshold): predictions in ``order`` (descending score,
-    stable) each take their nearest gt not yet taken at that threshold, the last in row
-    order among equally near ones (COCO)."""
-    i = cuda.grid(1)
-    n_t = d2_thresholds.size
-    if i >= (p_off.size - 1) * n_t:
-        return
-    k, t = i // n_t, i % n_t
-    if g_off[k] == g_off[k + 1]:
-        return
-    for j in range(p_off[k], p_off[k + 1]):
-        p = order[j]
-        found = -1
-        nearest = 0.0
-        for c in range(cand_off[p], cand_off[p + 1]):
-            if cand_d2[c] > d2_thresholds[t] or (found >= 0 and cand_d2[c] > nearest):
-                break
-            if not gt_taken[t, cand_gt[c]]:
-                found = cand_gt[c]
-                nearest = cand_d2[c]
-        if found >= 0:
-            gt_taken[t, found] = 1
-            is_tp[t, p] = True
+@functools.lru_cache(maxsize=None)
+def score_order_match(threads):
+    """The AP matching kernel for blocks of ``threads`` threads: one block per (group,
+    threshold), launched as ``kernel[n_groups * n_thresholds, threads](...)``.
+
+    Predictions in ``order`` (descending score, stable) each take their nearest gt not
+    yet taken at that threshold, the last in row order among equally near ones (COCO).
+    One prediction at a time, the block's threads read its candidates (sorted by (d²,
+    gt)) in strides, each keeps the free one within the threshold that comes first in
+    (least d², last position) order, and a tree reduction in shared memory agrees on the
+    block's: what the sequential scan takes. A group of 20,000 predictions is then no
+    longer one thread's serial scan of every candidate list."""
+    half = (1 << (threads - 1).bit_length()) // 2  # the reduction's first stride
+
+    @cuda.jit
+    def kernel(p_off, g_off, order, cand_off, cand_gt, cand_d2, d2_thresholds, gt_taken,
+               is_tp):
+        best_d2 = cuda.shared.array(threads, float64)
+        best_at = cuda.shared.array(threads, int64)
+        lane = cuda.threadIdx.x
+        n_t = d2_thresholds.size
+        k, t = cuda.blockIdx.x // n_t, cuda.blockIdx.x % n_t
+        if g_off[k] == g_off[k + 1]:  # the whole block leaves together
+            return
+        limit = d2_thresholds[t]
+        for j in range(p_off[k], p_off[k + 1]):
+            p = order[j]
+            mine_d2, mine_at = math.inf, -1
+            for c in range(cand_off[p] + lane, cand_off[p + 1], threads):
+                if cand_d2[c] > limit or cand_d2[c] > mine_d2:
+                    break  # the candidates ascend: none further on is nearer
+                if not gt_taken[t, cand_gt[c]]:
+                    mine_d2, mine_at = cand_d2[c], c  # an equally near one: the last
+            best_d2[lane], best_at[lane] = mine_d2, mine_at
+            cuda.syncthreads()
+            step = half
+            while step > 0:
+                other = lane + step
+                if lane < step and other < threads and (
+                        best_d2[other] < best_d2[lane] or
+                        (best_d2[other] == best_d2[lane] and best_at[other] > best_at[lane])):
+                    best_d2[lane], best_at[lane] = best_d2[other], best_at[other]
+                cuda.syncthreads()
+                step //= 2
+            if lane == 0 and best_at[0] >= 0:
+                gt_taken[t, cand_gt[best_at[0]]] = 1
+                is_tp[t, p] = True
+            cuda.syncthreads()  # the next prediction sees this one's gt taken
+    return kernel

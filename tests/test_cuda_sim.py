@@ -97,14 +97,32 @@ def test_matching_and_ap_matching_equal_cpu(rule, data):
                  CpuBackend().match(b, dmax, kept, RULES[rule], d2_thresholds))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
 @SETTINGS
 @given(data=batches())
-def test_ap_matching_alone_equals_cpu(data):
-    # What the hungarian rule asks of the backend: AP matching, no operating point.
+def test_ap_matching_alone_equals_cpu(threads, data):
+    # What the hungarian rule asks of the backend: AP matching, no operating point. A
+    # block of threads shares each prediction's candidates: 1 thread, a power of two,
+    # and 3 (a reduction with an odd lane left over).
     b, dmax, kept = data
     d2_thresholds = np.array([1.0, 25.0]) * (dmax / 5.0) ** 2
-    _assert_same(_backend().match(b, dmax, kept, rules.NO_RULE, d2_thresholds),
+    backend = gpu.GpuBackend(threads=threads, point_budget=6, pair_budget=5)
+    _assert_same(backend.match(b, dmax, kept, rules.NO_RULE, d2_thresholds),
                  CpuBackend().match(b, dmax, kept, rules.NO_RULE, d2_thresholds))
+
+
+def test_ap_matching_takes_the_last_of_equally_near_free_gts_across_lanes():
+    """Eight gts at distance 5 of the best prediction, read by lanes of 3: it takes the
+    last (COCO), the one at (5, 0), which lane 1 holds while lane 0 holds a later
+    candidate of its own; the second prediction reaches only that gt, so it is a FP."""
+    gx = np.array([-5.0, 0, 0, -3, -4, -3, -4, 5])
+    gy = np.array([0.0, 5, -5, 4, 3, -4, -3, 0])
+    b = _batch(gx, gy, np.array([0, 8]), np.array([0.0, 9.9]), np.zeros(2),
+               np.array([0, 2]), np.array([0.9, 0.5]))
+    kept, d2_thresholds = np.ones(2, bool), np.array([25.0])
+    got = gpu.GpuBackend(threads=3).match(b, 5.0, kept, rules.NO_RULE, d2_thresholds)
+    _assert_same(got, CpuBackend().match(b, 5.0, kept, rules.NO_RULE, d2_thresholds))
+    assert got[2].tolist() == [[True, False]]
 
 
 @pytest.mark.parametrize("rule", RULES)
