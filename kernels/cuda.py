@@ -268,6 +268,8 @@ def score_order_match(threads):
         limit = d2_thresholds[t]
         for j in range(p_off[k], p_off[k + 1]):
             p = order[j]
+            if cand_off[p] == cand_off[p + 1]:
+                continue  # no candidate (the same for every thread): a FP, no barrier
             mine_d2, mine_at = math.inf, -1
             for c in range(cand_off[p] + lane, cand_off[p + 1], threads):
                 if cand_d2[c] > limit or cand_d2[c] > mine_d2:
@@ -283,8 +285,9 @@ def score_order_match(threads):
                         best_d2[other] < best_d2[lane] or
                         (best_d2[other] == best_d2[lane] and best_at[other] > best_at[lane])):
                     best_d2[lane], best_at[lane] = best_d2[other], best_at[other]
-                cuda.syncthreads()
                 step //= 2
+                if step > 0:  # the last step's result is lane 0's own: no barrier
+                    cuda.syncthreads()
             if lane == 0 and best_at[0] >= 0:
                 gt_taken[t, cand_gt[best_at[0]]] = 1
                 is_tp[t, p] = True

@@ -97,13 +97,14 @@ def test_matching_and_ap_matching_equal_cpu(rule, data):
                  CpuBackend().match(b, dmax, kept, RULES[rule], d2_thresholds))
 
 
-@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("threads", [1, 3, 8])
 @SETTINGS
 @given(data=batches())
 def test_ap_matching_alone_equals_cpu(threads, data):
     # What the hungarian rule asks of the backend: AP matching, no operating point. A
-    # block of threads shares each prediction's candidates: 1 thread, and 3 (a reduction
-    # of two steps with an odd lane left over; the other tests' backends use 2 and 4).
+    # block of threads shares each prediction's candidates: 1 thread, 3 (a reduction of
+    # two steps with an odd lane left over) and 8 (three steps); the other tests'
+    # backends use 2 and 4.
     b, dmax, kept = data
     d2_thresholds = np.array([1.0, 25.0]) * (dmax / 5.0) ** 2
     backend = gpu.GpuBackend(threads=threads, point_budget=6, pair_budget=5)
