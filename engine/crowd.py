@@ -45,8 +45,9 @@ def _located(table, ids, classes, sizes, keep):
     if len(table) == 0:  # an empty column may carry another type than the ids
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64)
     image = numpy_values(pc.index_in(table.image_id, value_set=ids)).astype(np.int64)
-    klass = np.zeros(len(table), np.int64) if table.klass is None else \
-        numpy_values(pc.index_in(table.klass, value_set=arrow_array(classes).cast(table.klass.type)))
+    klass = np.zeros(len(table), np.int64) if table.klass is None else numpy_values(
+        pc.index_in(table.klass, value_set=arrow_array(classes).cast(table.klass.type))
+    ).astype(np.int64)
     keep = slice(None) if keep is None else keep
     with np.errstate(over="ignore"):  # beyond the float range: clipped to the border
         return (table.x[keep] / sizes[0][image[keep]], table.y[keep] / sizes[1][image[keep]],
