@@ -7,6 +7,7 @@ their values buffer is the numpy array.
 """
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def _is_fixed_width_number(arrow_type):
@@ -40,6 +41,14 @@ def numpy_values(array, fill=None):
         values = np.where(valid_mask(array), values, np.nan if fill is None else fill) \
             .astype(dtype)
     return values
+
+
+def distinct_ranks(values):
+    """The distinct values of a pa.Array or pa.ChunkedArray, ascending, and each row's
+    index into them (int64)."""
+    distinct = pc.unique(values)
+    distinct = distinct.take(pc.sort_indices(distinct))
+    return distinct, numpy_values(pc.index_in(values, value_set=distinct)).astype(np.int64)
 
 
 def arrow_array(values, nulls=None):

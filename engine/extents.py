@@ -3,9 +3,8 @@ points), which tell the units of its coordinates (pointscore.advice): bounding b
 per image, merged across the batches that hold an image's points."""
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .arrow_values import arrow_array, arrow_table, numpy_values
+from .arrow_values import arrow_array, arrow_table, distinct_ranks, numpy_values
 
 BOX_COLUMNS = (("x_min", np.minimum), ("x_max", np.maximum), ("y_min", np.minimum),
                ("y_max", np.maximum))
@@ -16,8 +15,7 @@ def _boxes(image_id, columns):
     Grouped with numpy: Table.group_by would import pandas (see arrow_values)."""
     if not isinstance(image_id, (pa.Array, pa.ChunkedArray)):
         image_id = arrow_array(np.asarray(image_id))
-    distinct = pc.unique(image_id)
-    at = numpy_values(pc.index_in(image_id, value_set=distinct))
+    distinct, at = distinct_ranks(image_id)
     out = {"image_id": distinct}
     for (name, reduce), values in zip(BOX_COLUMNS, columns):
         found = np.full(len(distinct), np.inf if reduce is np.minimum else -np.inf)

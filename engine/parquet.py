@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import check, remote
-from .arrow_values import arrow_array, numpy_values
+from .arrow_values import arrow_array, distinct_ranks, numpy_values
 from .batch import rank_tables
 from .errors import InputError, first_line, label_of
 from .extents import bounding_boxes, merge_boxes
@@ -224,10 +224,7 @@ def sum_counts(ids, counts):
     if not ids:
         return None, np.zeros(0, np.int64)
     # Not Table.group_by: pyarrow imports pandas for it (see arrow_values).
-    every_id = pa.chunked_array(ids).combine_chunks()
-    distinct = pc.unique(every_id)
-    distinct = distinct.take(pc.sort_indices(distinct))
-    at = numpy_values(pc.index_in(every_id, value_set=distinct))
+    distinct, at = distinct_ranks(pa.chunked_array(ids).combine_chunks())
     total = np.zeros(len(distinct), np.int64)
     np.add.at(total, at, np.concatenate([numpy_values(n).astype(np.int64) for n in counts]))
     return distinct, total

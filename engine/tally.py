@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 from pointscore.kernels.ap import pack_tp
 from pointscore.kernels.exact import ExactSums
 
-from .arrow_values import arrow_array, arrow_table, numpy_values
+from .arrow_values import arrow_array, arrow_table, distinct_ranks, numpy_values
 from .fields import ApRun
 
 
@@ -227,9 +227,7 @@ def match_rows(batch, thresholds, kept, matching):
 def key_ranks(values):
     """The distinct values of a level or label column, ascending, and each row's index
     into them."""
-    distinct = pc.unique(values)
-    distinct = distinct.take(pc.sort_indices(distinct))
-    at = numpy_values(pc.index_in(values, value_set=distinct)).astype(np.int64)
+    distinct, at = distinct_ranks(values)
     return distinct.to_pylist(), at
 
 
